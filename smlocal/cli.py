@@ -1,0 +1,202 @@
+"""The `smlocal` command: one thin layer over the emulator and its API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from smlocal import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("SMLOCAL_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smlocal", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"smlocal {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    up = sub.add_parser("up", help="run the emulator in the foreground")
+    _server_flags(up)
+    up.set_defaults(func=cmd_up)
+
+    ex = sub.add_parser("exec", help="run a command against smlocal (a running one, or embedded)")
+    _server_flags(ex)
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    ex.set_defaults(func=cmd_exec)
+
+    run = sub.add_parser("run", help="run a bundled workflow (abalone, sklearn-train, ...)")
+    _server_flags(run)
+    run.add_argument("workflow")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="workflow parameter (repeatable)")
+    run.set_defaults(func=cmd_run)
+
+    jobs = sub.add_parser("jobs", help="list jobs of a running emulator")
+    jobs.add_argument("--max", type=int, default=50)
+    jobs.set_defaults(func=cmd_jobs)
+
+    logs = sub.add_parser("logs", help="print a job's logs")
+    logs.add_argument("job")
+    logs.add_argument("--follow", "-f", action="store_true")
+    logs.set_defaults(func=cmd_logs)
+    return parser
+
+
+def _server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--s3-endpoint", default=None, help="external S3-compatible store (e.g. MinIO)")
+    parser.add_argument("--max-parallel-jobs", type=int, default=None)
+
+
+def _flags(args) -> dict:
+    return {
+        "port": args.port,
+        "data_dir": Path(args.data_dir) if args.data_dir else None,
+        "s3_endpoint": args.s3_endpoint,
+        "max_parallel_jobs": args.max_parallel_jobs,
+    }
+
+
+def cmd_up(args) -> int:
+    from smlocal.config import load_settings
+    from smlocal.server import Emulator
+
+    flags = _flags(args)
+    if flags["port"] is None and not os.environ.get("SMLOCAL_PORT"):
+        flags["port"] = 5555
+    if flags["data_dir"] is None and not os.environ.get("SMLOCAL_DATA_DIR"):
+        flags["data_dir"] = Path.cwd() / ".smlocal"
+    settings = load_settings(**flags)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Emulator(settings) as emulator:
+        print(f"smlocal {__version__} listening on {emulator.endpoint} (data: {settings.data_dir}, "
+              f"S3: {emulator.s3_endpoint})")
+        print("Point clients at it with:")
+        for key, value in emulator.client_env().items():
+            if key != "PYTHONPATH":
+                print(f"  export {key}={value}")
+        print(f"  export PYTHONPATH={emulator.client_env()['PYTHONPATH']}   # SDK shims (see README)")
+        print("or run a command with: smlocal exec -- COMMAND", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_exec(args) -> int:
+    from smlocal.client import emulator_environment
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        print("smlocal exec: give a command after --", file=sys.stderr)
+        return 2
+    with emulator_environment(**_flags(args)) as env:
+        try:
+            return subprocess.call(cmd, env={**os.environ, **env})
+        except FileNotFoundError:
+            print(f"smlocal exec: command not found: {cmd[0]}", file=sys.stderr)
+            return 127
+
+
+def cmd_run(args) -> int:
+    from smlocal.workflows import run_workflow
+
+    params = {}
+    for item in args.param:
+        if "=" not in item:
+            print(f"--param expects NAME=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        key, value = item.split("=", 1)
+        params[key] = value
+    return run_workflow(args.workflow, params, _flags(args))
+
+
+def _connected_clients():
+    import boto3
+
+    from smlocal.client import running_endpoint
+
+    endpoint = running_endpoint()
+    if not endpoint:
+        print("smlocal: no running emulator (start `smlocal up` and set SMLOCAL_ENDPOINT, "
+              "or use `smlocal exec -- ...`)", file=sys.stderr)
+        raise SystemExit(1)
+    session = boto3.session.Session(
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "smlocal"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "smlocal-secret"),
+        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    )
+    return session.client("sagemaker", endpoint_url=endpoint), session.client("logs", endpoint_url=endpoint)
+
+
+def cmd_jobs(args) -> int:
+    sm, _ = _connected_clients()
+    rows = []
+    for summary in sm.list_training_jobs(MaxResults=min(args.max, 100))["TrainingJobSummaries"]:
+        rows.append(("training", summary["TrainingJobName"], summary["TrainingJobStatus"],
+                     summary.get("SecondaryStatus", ""), summary["CreationTime"].strftime("%Y-%m-%d %H:%M:%S")))
+    _table(("TYPE", "NAME", "STATUS", "DETAIL", "CREATED"), rows)
+    return 0
+
+
+def cmd_logs(args) -> int:
+    sm, logs = _connected_clients()
+    group = "/aws/sagemaker/TrainingJobs"
+    tokens: dict[str, str] = {}
+    while True:
+        streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=args.job + "/").get("logStreams", [])
+        if not streams and not args.follow:
+            print(f"smlocal: no logs for job {args.job}", file=sys.stderr)
+            return 1
+        for stream in streams:
+            name = stream["logStreamName"]
+            kwargs = {"logGroupName": group, "logStreamName": name, "startFromHead": True}
+            if name in tokens:
+                kwargs["nextToken"] = tokens[name]
+            page = logs.get_log_events(**kwargs)
+            for event in page["events"]:
+                print(event["message"], flush=True)
+            tokens[name] = page["nextForwardToken"]
+        if not args.follow:
+            return 0
+        try:
+            status = sm.describe_training_job(TrainingJobName=args.job)["TrainingJobStatus"]
+        except Exception:  # noqa: BLE001
+            status = "InProgress"
+        if status in ("Completed", "Failed", "Stopped"):
+            args.follow = False
+            continue
+        time.sleep(0.5)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    for row in (header, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Settings from flags, environment and ``[tool.smlocal]`` in pyproject.toml (or a TOML file).
+
+Precedence: explicit flags > environment (``SMLOCAL_*``) > config file > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "123456789012"  # moto's account id: STS answers it, ARNs carry it
+DEFAULT_ROLE_NAME = "SageMakerExecutionRole"
+
+
+@dataclass(frozen=True)
+class ImageMapping:
+    """How a custom image URI runs without Docker: a command and extra environment.
+
+    ``command`` replaces the image's entrypoint (for training, the toolkit's ``train``; for
+    processing, the ContainerEntrypoint is used when given). ``{python}`` in it is replaced by the
+    interpreter running smlocal.
+    """
+
+    image: str
+    command: tuple[str, ...] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    kind: str = "custom"  # or "script": run SDK script mode like a framework image
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 0
+    data_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "smlocal")
+    s3_endpoint: str | None = None
+    region: str = DEFAULT_REGION
+    account_id: str = DEFAULT_ACCOUNT
+    max_parallel_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    backend: str = "process"
+    images: tuple[ImageMapping, ...] = ()
+    config_file: Path | None = None
+
+    def image_mapping(self, image_uri: str) -> ImageMapping | None:
+        for mapping in self.images:
+            if mapping.image == image_uri or (
+                mapping.image.endswith("*") and image_uri.startswith(mapping.image[:-1])
+            ):
+                return mapping
+        return None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    data = tomllib.loads(path.read_text())
+    if path.name == "pyproject.toml":
+        return data.get("tool", {}).get("smlocal", {})
+    return data.get("tool", {}).get("smlocal", data)
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    """``SMLOCAL_CONFIG``, else the nearest pyproject.toml with a ``[tool.smlocal]`` table."""
+    explicit = os.environ.get("SMLOCAL_CONFIG")
+    if explicit:
+        return Path(explicit)
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                if "smlocal" in tomllib.loads(candidate.read_text()).get("tool", {}):
+                    return candidate
+            except tomllib.TOMLDecodeError:
+                return None
+            return None
+    return None
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Builds Settings; flags whose value is None are ignored."""
+    config_path = flags.pop("config_file", None) or find_config_file()
+    values: dict[str, Any] = {}
+    if config_path:
+        raw = _read_config_file(Path(config_path))
+        values["config_file"] = Path(config_path)
+        for key in ("port", "s3_endpoint", "region", "max_parallel_jobs", "backend", "host"):
+            if key.replace("_", "-") in raw:
+                values[key] = raw[key.replace("_", "-")]
+            elif key in raw:
+                values[key] = raw[key]
+        if "data_dir" in raw or "data-dir" in raw:
+            values["data_dir"] = Path(raw.get("data_dir", raw.get("data-dir")))
+        images = []
+        for image, spec in (raw.get("images") or {}).items():
+            command = spec.get("command", [])
+            images.append(
+                ImageMapping(
+                    image=image,
+                    command=tuple(command.split() if isinstance(command, str) else command),
+                    environment=dict(spec.get("environment", {})),
+                    kind=spec.get("kind", "custom"),
+                )
+            )
+        values["images"] = tuple(images)
+    env = os.environ
+    for key, var, cast in (
+        ("port", "SMLOCAL_PORT", int),
+        ("data_dir", "SMLOCAL_DATA_DIR", Path),
+        ("s3_endpoint", "SMLOCAL_S3_ENDPOINT", str),
+        ("region", "SMLOCAL_REGION", str),
+        ("max_parallel_jobs", "SMLOCAL_MAX_PARALLEL_JOBS", int),
+        ("backend", "SMLOCAL_BACKEND", str),
+    ):
+        if env.get(var):
+            values[key] = cast(env[var])
+    for key, value in flags.items():
+        if value is not None:
+            values[key] = Path(value) if key == "data_dir" else value
+    if values.get("max_parallel_jobs") is not None and int(values["max_parallel_jobs"]) < 1:
+        raise ValueError("max_parallel_jobs must be at least 1")
+    return Settings(**values)

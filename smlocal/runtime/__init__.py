@@ -1,0 +1,1 @@
+"""Running one job: contract (pure) → staging (S3 ↔ dirs) → backend → outputs → logs → status."""

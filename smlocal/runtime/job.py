@@ -1,0 +1,144 @@
+"""What every job run needs from its surroundings, and the folder it runs in."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from smlocal.config import Settings
+from smlocal.runtime.backends.base import Backend
+from smlocal.runtime.staging import S3Stager
+
+# host environment a job process inherits: enough to run programs, nothing of the server's own
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONUNBUFFERED", "VIRTUAL_ENV")
+
+
+@dataclass
+class RuntimeContext:
+    """The shared services a job run uses (built once by the server)."""
+
+    settings: Settings
+    stager: S3Stager
+    logs_client: object
+    backend: Backend
+    endpoint_url: str
+    python: str = field(default_factory=lambda: sys.executable)
+
+    @property
+    def jobs_root(self) -> Path:
+        return self.settings.data_dir / "jobs"
+
+    @property
+    def envs_root(self) -> Path:
+        return self.settings.data_dir / "envs"
+
+    def base_env(self) -> dict[str, str]:
+        env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
+        env["PATH"] = f"{Path(self.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"
+        env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("HOME", "/root")
+        env["AWS_DEFAULT_REGION"] = env["AWS_REGION"] = self.settings.region
+        # code inside a job that talks to AWS (e.g. boto3 in a processing script) reaches smlocal
+        env["AWS_ENDPOINT_URL"] = self.endpoint_url
+        env["AWS_ACCESS_KEY_ID"] = "smlocal"
+        env["AWS_SECRET_ACCESS_KEY"] = "smlocal"
+        return env
+
+
+class Reporter(Protocol):
+    """How a running job tells the service what is happening."""
+
+    def secondary(self, status: str, message: str) -> None: ...
+
+    def log(self, line: str) -> None: ...
+
+
+def job_dir(ctx: RuntimeContext, kind: str, name: str, host: str = "algo-1") -> Path:
+    """A fresh host folder that the job sees as /opt/ml."""
+    folder = ctx.jobs_root / kind / name / host
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def pidfile(ctx: RuntimeContext, kind: str, name: str, host: str = "algo-1") -> Path:
+    return ctx.jobs_root / kind / name / f"{host}.pid"
+
+
+def job_marker(kind: str, name: str) -> str:
+    """The SMLOCAL_JOB value in every job process's environment (how orphans are recognised)."""
+    return f"{kind}/{name}"
+
+
+def kill_orphans(ctx: RuntimeContext, kind: str, name: str) -> int:
+    """Kills processes a crashed server left running for this job; returns how many."""
+    killed = 0
+    folder = ctx.jobs_root / kind / name
+    for path in folder.glob("*.pid") if folder.is_dir() else []:
+        try:
+            pid = int(path.read_text())
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if f"SMLOCAL_JOB={job_marker(kind, name)}".encode() in environ:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+        path.unlink(missing_ok=True)
+    return killed
+
+
+def interpreter_command(command: tuple[str, ...] | list[str], python: str) -> list[str]:
+    """Maps an image's interpreter names (python, python3, /usr/bin/python3 ...) to the local one."""
+    if not command:
+        return []
+    head = command[0]
+    if re.fullmatch(r"(?:/[\w./-]*/)?python(?:3(?:\.\d+)?)?", head):
+        return [python, *command[1:]]
+    return list(command)
+
+
+def log_stream_name(job_name: str, host: str = "algo-1") -> str:
+    return f"{job_name}/{host}-{int(time.time())}"
+
+
+class MetricCollector:
+    """Applies MetricDefinitions regexes to each log line; keeps the last value of each metric."""
+
+    def __init__(self, definitions: list[dict] | None):
+        self._defs = []
+        for item in definitions or []:
+            try:
+                self._defs.append((item["Name"], re.compile(item["Regex"])))
+            except re.error:
+                continue
+        self.values: dict[str, tuple[float, float]] = {}
+
+    def feed(self, line: str) -> None:
+        for name, regex in self._defs:
+            match = regex.search(line)
+            if match and match.groups():
+                try:
+                    self.values[name] = (float(match.group(1)), time.time())
+                except ValueError:
+                    continue
+
+    def final(self) -> list[dict]:
+        return [
+            {"MetricName": name, "Value": value, "Timestamp": stamp}
+            for name, (value, stamp) in self.values.items()
+        ]
+
+
+Sink = Callable[[str], None]

@@ -1,0 +1,196 @@
+"""Moving data between S3 and a job's folders: channels in, artefacts out.
+
+Works against any S3 endpoint (the embedded moto or an external MinIO) through boto3.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+from botocore.exceptions import ClientError
+
+
+class StagingError(Exception):
+    """Input or output data could not be moved; the message becomes the FailureReason."""
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise StagingError(f"Invalid S3 URI: {uri}")
+    bucket, _, key = uri[5:].partition("/")
+    if not bucket:
+        raise StagingError(f"Invalid S3 URI: {uri}")
+    return bucket, key
+
+
+def join_s3(prefix: str, *parts: str) -> str:
+    return "/".join([prefix.rstrip("/"), *[p.strip("/") for p in parts if p]])
+
+
+class S3Stager:
+    """Downloads channels and uploads outputs with one boto3 S3 client."""
+
+    def __init__(self, s3_client):
+        self.s3 = s3_client
+
+    # ---- listing
+    def list_keys(self, uri: str) -> list[str]:
+        bucket, prefix = split_s3_uri(uri)
+        keys: list[str] = []
+        try:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        except ClientError as exc:
+            raise StagingError(_s3_error(uri, exc)) from exc
+        return [k for k in keys if not k.endswith("/")]
+
+    def manifest_entries(self, manifest_uri: str) -> list[tuple[str, str, str]]:
+        """(bucket, key, relative path) for each entry of a ManifestFile."""
+        bucket, key = split_s3_uri(manifest_uri)
+        try:
+            manifest = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except (ClientError, ValueError) as exc:
+            raise StagingError(f"Unable to read manifest file {manifest_uri}: {exc}") from exc
+        if not manifest or not isinstance(manifest[0], dict) or "prefix" not in manifest[0]:
+            raise StagingError(
+                f"Manifest file {manifest_uri} must start with {{\"prefix\": \"s3://...\"}}"
+            )
+        m_bucket, m_prefix = split_s3_uri(manifest[0]["prefix"])
+        return [(m_bucket, m_prefix + rel, rel) for rel in manifest[1:]]
+
+    # ---- downloads
+    def download_source(
+        self, data_type: str, uri: str, dest: Path, shard: tuple[int, int] | None = None
+    ) -> int:
+        """Stages an S3DataSource (S3Prefix or ManifestFile) into ``dest``; returns files copied.
+
+        ``shard`` is (host index, host count) for ShardedByS3Key: keys are dealt out in order.
+        """
+        dest.mkdir(parents=True, exist_ok=True)
+        if data_type == "ManifestFile":
+            entries = self.manifest_entries(uri)
+        elif data_type in ("S3Prefix", "AugmentedManifestFile"):
+            bucket, prefix = split_s3_uri(uri)
+            entries = [(bucket, key, _relative(prefix, key)) for key in self.list_keys(uri)]
+        else:
+            raise StagingError(f"S3DataType {data_type} is not supported by smlocal")
+        if not entries:
+            raise StagingError(f"No S3 objects found under S3 URL \"{uri}\" given in input data source. "
+                               "Please ensure that the bucket exists in the selected region (us-east-1), "
+                               "that objects exist under that S3 prefix, and that the role has access.")
+        if shard:
+            index, count = shard
+            entries = entries[index::count]
+        for bucket, key, rel in entries:
+            self.download_object(bucket, key, safe_join(dest, rel))
+        return len(entries)
+
+    def download_object(self, bucket: str, key: str, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.s3.download_file(bucket, key, str(target))
+        except ClientError as exc:
+            raise StagingError(_s3_error(f"s3://{bucket}/{key}", exc)) from exc
+
+    def read_bytes(self, uri: str) -> bytes:
+        bucket, key = split_s3_uri(uri)
+        try:
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            raise StagingError(_s3_error(uri, exc)) from exc
+
+    def fetch_and_extract(self, uri: str, dest: Path) -> None:
+        """Downloads a .tar.gz (sourcedir, model.tar.gz) and unpacks it safely into ``dest``."""
+        data = self.read_bytes(uri)
+        extract_tar(data, dest, origin=uri)
+
+    # ---- uploads
+    def upload_file(self, path: Path, uri: str) -> None:
+        bucket, key = split_s3_uri(uri)
+        try:
+            self.s3.upload_file(str(path), bucket, key)
+        except ClientError as exc:
+            raise StagingError(_s3_error(uri, exc)) from exc
+
+    def put_bytes(self, uri: str, data: bytes) -> None:
+        bucket, key = split_s3_uri(uri)
+        try:
+            self.s3.put_object(Bucket=bucket, Key=key, Body=data)
+        except ClientError as exc:
+            raise StagingError(_s3_error(uri, exc)) from exc
+
+    def upload_tree(self, folder: Path, uri_prefix: str) -> int:
+        count = 0
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            self.upload_file(path, join_s3(uri_prefix, path.relative_to(folder).as_posix()))
+            count += 1
+        return count
+
+
+def _relative(prefix: str, key: str) -> str:
+    rel = key[len(prefix):]
+    if not rel:
+        return PurePosixPath(key).name
+    if prefix and not prefix.endswith("/") and not rel.startswith("/"):
+        # s3://b/data/train matched data/train.csv: SageMaker keeps the object's own name
+        return PurePosixPath(key).name
+    return rel.lstrip("/")
+
+
+def safe_join(root: Path, rel: str) -> Path:
+    """``root/rel`` refusing anything that would land outside ``root``."""
+    target = (root / rel).resolve()
+    base = root.resolve()
+    if target != base and base not in target.parents:
+        raise StagingError(f"Refusing path that escapes the job directory: {rel}")
+    return target
+
+
+def extract_tar(data: bytes, dest: Path, *, origin: str) -> None:
+    """Unpacks a tar(.gz) with no path escapes, links out of the tree or device files.
+
+    Every member is checked before anything is written, so a bad archive leaves nothing behind.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+    except tarfile.TarError as exc:
+        raise StagingError(f"{origin} is not a valid tar archive: {exc}") from exc
+    with archive:
+        members = archive.getmembers()
+        for member in members:
+            name = member.name
+            if name.startswith("/") or ".." in PurePosixPath(name).parts:
+                raise StagingError(f"Archive {origin} contains an unsafe path: {name}")
+            if member.issym() or member.islnk():
+                link = PurePosixPath(name).parent / member.linkname
+                if member.linkname.startswith("/") or ".." in PurePosixPath(os.path.normpath(link)).parts:
+                    raise StagingError(f"Archive {origin} contains a link leaving the archive: {name}")
+            if member.isdev() or member.isfifo():
+                raise StagingError(f"Archive {origin} contains a device file: {name}")
+            safe_join(dest, name)
+        archive.extractall(dest, members=members, filter="data")
+
+
+def make_tar_gz(folder: Path, target: Path, compresslevel: int = 6) -> Path:
+    """Packs the contents of ``folder`` (not the folder itself) as SageMaker packs model.tar.gz."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(target, "w:gz", compresslevel=compresslevel) as archive:
+        for path in sorted(folder.iterdir()):
+            archive.add(path, arcname=path.name)
+    return target
+
+
+def iter_files(folder: Path) -> Iterable[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _s3_error(uri: str, exc: ClientError) -> str:
+    code = exc.response.get("Error", {}).get("Code", "Error")
+    message = exc.response.get("Error", {}).get("Message", str(exc))
+    return f"Unable to access {uri}: {code} ({message})"

@@ -1,0 +1,187 @@
+"""The emulator: one threaded HTTP server on loopback with the SageMaker service and moto behind it.
+
+Usable as a context manager from tests and programs::
+
+    with Emulator(load_settings(data_dir=tmp)) as emu:
+        boto3.client("sagemaker", endpoint_url=emu.endpoint, ...)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from werkzeug.serving import make_server
+
+from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+from smlocal.config import DEFAULT_ROLE_NAME, Settings
+from smlocal.gateway.app import Gateway
+from smlocal.runtime.backends.process import ProcessBackend
+from smlocal.runtime.job import RuntimeContext
+from smlocal.runtime.staging import S3Stager
+from smlocal.service.api import SageMakerService
+from smlocal.service.common import Account
+from smlocal.service.scheduler import JobScheduler
+from smlocal.service.store import Store
+from smlocal.service.training import TrainingJobs
+
+log = logging.getLogger(__name__)
+
+CLIENT_ACCESS_KEY = "smlocal"
+CLIENT_SECRET_KEY = "smlocal-secret"
+_TRUST = (
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+    '"Principal":{"Service":"sagemaker.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
+)
+
+
+class _Handler(MotoRequestHandler):
+    def log_request(self, *args, **kwargs) -> None:  # quiet: one line per request is noise
+        pass
+
+
+class Emulator:
+    """Owns the server thread, the store, the job scheduler and every resource family."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.account = Account(settings.region, settings.account_id)
+        self.role_arn = f"arn:aws:iam::{settings.account_id}:role/{DEFAULT_ROLE_NAME}"
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self._ready = False
+        self.store: Store | None = None
+        self.scheduler: JobScheduler | None = None
+
+    # ---- lifecycle
+    def start(self) -> "Emulator":
+        data = Path(self.settings.data_dir)
+        data.mkdir(parents=True, exist_ok=True)
+        self.store = Store(data / "state.sqlite3")
+        self.service = SageMakerService()
+        identity = f"arn:aws:sts::{self.settings.account_id}:assumed-role/{DEFAULT_ROLE_NAME}/smlocal"
+        self.gateway = Gateway(self.service, identity, self.settings.account_id,
+                               admin={"health": self._health, "reset": self.reset})
+        self._server = make_server(self.settings.host, self.settings.port, self.gateway, threaded=True,
+                                   request_handler=_Handler)
+        self._server.daemon_threads = True
+        try:
+            self._wire()  # every operation is registered before the first request is served
+            self._thread = threading.Thread(target=self._server.serve_forever, name="smlocal-gateway",
+                                            daemon=True)
+            self._thread.start()
+            self._bootstrap_identity()
+        except Exception:
+            self.stop()
+            raise
+        self._ready = True
+        return self
+
+    def _wire(self) -> None:
+        settings = self.settings
+        runtime = RuntimeContext(
+            settings=settings,
+            stager=S3Stager(self.s3_client()),
+            logs_client=self.client("logs"),
+            backend=ProcessBackend(),
+            endpoint_url=self.endpoint,
+        )
+        self.runtime = runtime
+        self.scheduler = JobScheduler(settings.max_parallel_jobs)
+        self.training = TrainingJobs(self.store, self.scheduler, self.account, runtime)
+        self.service.register({
+            "CreateTrainingJob": self.training.create,
+            "DescribeTrainingJob": self.training.describe,
+            "ListTrainingJobs": self.training.list,
+            "StopTrainingJob": self.training.stop,
+        })
+        recovered = self.training.recover()
+        if recovered:
+            log.warning("%d job(s) left running by a previous server were marked Failed", recovered)
+
+    def _bootstrap_identity(self) -> None:
+        iam = self.client("iam")
+        try:
+            iam.get_role(RoleName=DEFAULT_ROLE_NAME)
+        except iam.exceptions.NoSuchEntityException:
+            iam.create_role(RoleName=DEFAULT_ROLE_NAME, AssumeRolePolicyDocument=_TRUST,
+                            Description="SageMaker execution role (smlocal)")
+
+    def stop(self) -> None:
+        if getattr(self, "training", None) is not None:
+            self.training.close()
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+        if self._server is not None:
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.store is not None:
+            self.store.close()
+
+    def __enter__(self) -> "Emulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- addresses and clients
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.settings.host}:{self.port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return self.settings.s3_endpoint or self.endpoint
+
+    def client(self, service: str, **kwargs):
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=self.settings.region,
+            aws_access_key_id=CLIENT_ACCESS_KEY,
+            aws_secret_access_key=CLIENT_SECRET_KEY,
+            config=Config(retries={"max_attempts": 2, "mode": "standard"}),
+            **kwargs,
+        )
+
+    def s3_client(self):
+        from smlocal.env import s3_credentials
+
+        key, secret = s3_credentials(self.settings)
+        return boto3.client(
+            "s3",
+            endpoint_url=self.s3_endpoint,
+            region_name=self.settings.region,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
+        )
+
+    def client_env(self) -> dict[str, str]:
+        """The environment that points unchanged boto3/SDK code at this emulator."""
+        from smlocal.env import client_environment
+
+        return client_environment(self.endpoint, self.settings)
+
+    # ---- admin
+    def _health(self) -> dict:
+        from smlocal import __version__
+
+        return {"status": "ok" if self._ready else "starting", "version": __version__, "region": self.settings.region,
+                "s3Endpoint": self.s3_endpoint, "dataDir": str(self.settings.data_dir)}
+
+    def reset(self) -> dict:
+        """Forgets every SageMaker record (jobs keep running to their end, unrecorded)."""
+        self.store.clear()
+        return {"status": "reset"}

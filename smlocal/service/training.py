@@ -1,0 +1,236 @@
+"""Training jobs: Create/Describe/List/Stop, the job state machine and crash recovery."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from typing import Any
+
+from smlocal.errors import ResourceInUse, ValidationError, not_found
+from smlocal.runtime.backends.base import RunControl
+from smlocal.runtime.job import RuntimeContext, kill_orphans, log_stream_name
+from smlocal.runtime.logs import LogStreamWriter
+from smlocal.runtime.training import run_training_job
+from smlocal.service.common import Account, list_page, now, pick
+from smlocal.service.scheduler import JobScheduler
+from smlocal.service.store import Store
+
+log = logging.getLogger(__name__)
+
+KIND = "TrainingJob"
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TERMINAL = ("Completed", "Failed", "Stopped")
+_SUMMARY_KEYS = (
+    "TrainingJobName", "TrainingJobArn", "CreationTime", "TrainingEndTime", "LastModifiedTime",
+    "TrainingJobStatus", "SecondaryStatus",
+)
+# request members that DescribeTrainingJob echoes back
+_ECHOED = (
+    "HyperParameters", "AlgorithmSpecification", "RoleArn", "InputDataConfig", "OutputDataConfig",
+    "ResourceConfig", "VpcConfig", "StoppingCondition", "EnableNetworkIsolation",
+    "EnableInterContainerTrafficEncryption", "EnableManagedSpotTraining", "CheckpointConfig",
+    "DebugHookConfig", "DebugRuleConfigurations", "TensorBoardOutputConfig", "ExperimentConfig",
+    "ProfilerConfig", "Environment", "RetryStrategy", "RemoteDebugConfig", "InfraCheckConfig",
+    "SessionChainingConfig",
+)
+
+
+class TrainingJobs:
+    """The training-job family of operations."""
+
+    def __init__(self, store: Store, scheduler: JobScheduler, account: Account, runtime: RuntimeContext):
+        self._store = store
+        self._scheduler = scheduler
+        self._account = account
+        self._runtime = runtime
+        self._closing = False
+
+    def close(self) -> None:
+        """The server is shutting down: jobs it ends now end Failed, not as if a user stopped them."""
+        self._closing = True
+
+    # ---- operations
+    def create(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["TrainingJobName"]
+        arn = self._account.arn("training-job", name)
+        _check_request(request)
+        stamp = now()
+        doc = {
+            "TrainingJobName": name,
+            "TrainingJobArn": arn,
+            "TrainingJobStatus": "InProgress",
+            "SecondaryStatus": "Starting",
+            **{k: copy.deepcopy(request[k]) for k in _ECHOED if k in request},
+            "CreationTime": stamp,
+            "LastModifiedTime": stamp,
+            "SecondaryStatusTransitions": [],
+        }
+        doc["AlgorithmSpecification"].setdefault("EnableSageMakerMetricsTimeSeries", False)
+        doc.setdefault("EnableNetworkIsolation", False)
+        doc.setdefault("EnableInterContainerTrafficEncryption", False)
+        doc.setdefault("EnableManagedSpotTraining", False)
+        if not self._store.insert(KIND, name, doc):
+            raise ResourceInUse(
+                "Training job names must be unique within an AWS account and region, and a training "
+                f"job with this name already exists ({arn})"
+            )
+        self._scheduler.submit(f"{KIND}/{name}", lambda control: self._run(name, control))
+        return {"TrainingJobArn": arn}
+
+    def describe(self, request: dict[str, Any]) -> dict[str, Any]:
+        doc = self._store.get(KIND, request["TrainingJobName"])
+        if doc is None:
+            raise not_found()
+        return doc
+
+    def list(self, request: dict[str, Any]) -> dict[str, Any]:
+        page, token = list_page(
+            self._store.all(KIND), request, name_key="TrainingJobName", status_key="TrainingJobStatus"
+        )
+        result: dict[str, Any] = {"TrainingJobSummaries": [pick(d, _SUMMARY_KEYS) for d in page]}
+        if token:
+            result["NextToken"] = token
+        return result
+
+    def stop(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["TrainingJobName"]
+        doc = self._store.get(KIND, name)
+        if doc is None:
+            raise not_found()
+        if doc["TrainingJobStatus"] != "InProgress":
+            raise ValidationError(
+                f"The request was rejected because the training job is in status {doc['TrainingJobStatus']}."
+            )
+        control = self._scheduler.control(f"{KIND}/{name}")
+        if control is not None:
+            control.stop.set()
+        self._store.update(KIND, name, lambda d: d.update(TrainingJobStatus="Stopping", LastModifiedTime=now()))
+        return {}
+
+    # ---- lifecycle
+    def recover(self) -> int:
+        """Marks jobs left InProgress/Stopping by a previous server process as Failed."""
+        count = 0
+        for doc in self._store.all(KIND):
+            if doc["TrainingJobStatus"] in ("InProgress", "Stopping"):
+                kill_orphans(self._runtime, "training", doc["TrainingJobName"])
+                stamp = now()
+
+                def fail(d: dict, stamp=stamp) -> None:
+                    _close_transition(d, stamp)
+                    d["SecondaryStatusTransitions"].append(
+                        {"Status": "Failed", "StartTime": stamp, "EndTime": stamp,
+                         "StatusMessage": "Training job failed"}
+                    )
+                    d.update(
+                        TrainingJobStatus="Failed",
+                        SecondaryStatus="Failed",
+                        FailureReason="InternalServerError: the smlocal server stopped while this job "
+                        "was running; its process ended with it.",
+                        TrainingEndTime=stamp,
+                        LastModifiedTime=stamp,
+                    )
+
+                self._store.update(KIND, doc["TrainingJobName"], fail)
+                count += 1
+        return count
+
+    def _run(self, name: str, control: RunControl) -> None:
+        job = self._store.get(KIND, name)
+        if job is None:
+            return
+        if control.stop.is_set():
+            self._finish(name, "Stopped", "Stopped", None, None, [], None, None)
+            return
+        writer = LogStreamWriter(self._runtime.logs_client, LOG_GROUP, log_stream_name(name))
+        reporter = _Reporter(self._store, name, writer)
+        outcome = None
+        try:
+            outcome = run_training_job(job, self._runtime, reporter, control)
+        finally:
+            writer.close()
+            if outcome is None:
+                self._finish(name, "Failed", "Failed", "InternalServerError: smlocal's runner crashed",
+                             None, [], None, None)
+            else:
+                current = self._store.get(KIND, name) or {}
+                if self._closing and outcome.status == "Stopped" and current.get("TrainingJobStatus") != "Stopping":
+                    outcome.status = outcome.secondary = "Failed"
+                    outcome.failure_reason = ("InternalServerError: the smlocal server shut down while this "
+                                              "job was running.")
+                self._finish(name, outcome.status, outcome.secondary, outcome.failure_reason,
+                             outcome.model_artifacts, outcome.metrics, outcome.started_at, outcome.ended_at)
+
+    def _finish(self, name, status, secondary, reason, artifacts, metrics, started, ended) -> None:
+        stamp = now()
+        messages = {
+            "Completed": "Training job completed",
+            "Failed": "Training job failed",
+            "Stopped": "Training job stopped",
+            "MaxRuntimeExceeded": "Training job runtime exceeded MaxRuntimeInSeconds provided",
+        }
+
+        def change(d: dict) -> None:
+            _close_transition(d, stamp)
+            d["SecondaryStatusTransitions"].append(
+                {"Status": secondary, "StartTime": stamp, "EndTime": stamp, "StatusMessage": messages[secondary]}
+            )
+            d["TrainingJobStatus"] = status
+            d["SecondaryStatus"] = secondary
+            d["LastModifiedTime"] = stamp
+            d["TrainingEndTime"] = stamp
+            if started is not None:
+                d.setdefault("TrainingStartTime", started)
+            if reason:
+                d["FailureReason"] = reason
+            if artifacts:
+                d["ModelArtifacts"] = {"S3ModelArtifacts": artifacts}
+            if metrics:
+                d["FinalMetricDataList"] = metrics
+            if d.get("TrainingStartTime"):
+                seconds = max(1, math.ceil((ended or stamp) - d["TrainingStartTime"]))
+                d["TrainingTimeInSeconds"] = seconds
+                d["BillableTimeInSeconds"] = seconds * int(d["ResourceConfig"].get("InstanceCount", 1))
+
+        self._store.update(KIND, name, change)
+
+
+class _Reporter:
+    def __init__(self, store: Store, name: str, writer: LogStreamWriter):
+        self._store = store
+        self._name = name
+        self._writer = writer
+
+    def secondary(self, status: str, message: str) -> None:
+        stamp = now()
+
+        def change(d: dict) -> None:
+            _close_transition(d, stamp)
+            d["SecondaryStatusTransitions"].append({"Status": status, "StartTime": stamp, "StatusMessage": message})
+            d["SecondaryStatus"] = status
+            d["LastModifiedTime"] = stamp
+            if status == "Training":
+                d["TrainingStartTime"] = stamp
+
+        self._store.update(KIND, self._name, change)
+
+    def log(self, line: str) -> None:
+        self._writer.write(line)
+
+
+def _close_transition(doc: dict, stamp: float) -> None:
+    transitions = doc.setdefault("SecondaryStatusTransitions", [])
+    if transitions and "EndTime" not in transitions[-1]:
+        transitions[-1]["EndTime"] = stamp
+
+
+def _check_request(request: dict[str, Any]) -> None:
+    """Checks AWS makes at create time that the service model cannot express."""
+    spec = request["AlgorithmSpecification"]
+    if not spec.get("TrainingImage") and not spec.get("AlgorithmName"):
+        raise ValidationError("Either TrainingImage or AlgorithmName must be specified in AlgorithmSpecification.")
+    names = [c["ChannelName"] for c in request.get("InputDataConfig") or []]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValidationError(f"Channel names must be unique. Duplicate channel names: {duplicates}")

@@ -1,0 +1,113 @@
+"""Shared fixtures: one real emulator per test session (per xdist worker), real boto3 clients."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from smlocal import compat, env as smenv
+from smlocal.config import load_settings
+
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory):
+    from smlocal.server import Emulator
+
+    data_dir = tmp_path_factory.mktemp("smlocal-data")
+    with Emulator(load_settings(data_dir=data_dir, port=0)) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="session")
+def client_env(emulator):
+    """Points every boto3 / SDK client created in this process at the emulator."""
+    previous = smenv.apply(emulator.client_env())
+    compat.install()
+    yield emulator.client_env()
+    smenv.restore(previous)
+
+
+@pytest.fixture
+def sm(emulator):
+    return emulator.client("sagemaker")
+
+
+@pytest.fixture
+def s3(emulator):
+    return emulator.client("s3")
+
+
+@pytest.fixture
+def bucket(s3):
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def upload_sourcedir(s3, bucket: str, files: dict[str, str], key: str | None = None) -> str:
+    """Packs ``files`` as the SDK's sourcedir.tar.gz and uploads it; returns its S3 URI."""
+    key = key or f"code/{uuid.uuid4().hex[:8]}/sourcedir.tar.gz"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755
+            archive.addfile(info, io.BytesIO(data))
+    s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+    return f"s3://{bucket}/{key}"
+
+
+def script_job(name: str, bucket: str, submit_uri: str, program: str = "train.py", *, hyperparameters=None,
+               channels=None, **extra) -> dict:
+    """A CreateTrainingJob request shaped like the SDK v2 SKLearn estimator's."""
+    hps = {
+        "sagemaker_program": f'"{program}"',
+        "sagemaker_submit_directory": f'"{submit_uri}"',
+        "sagemaker_region": '"us-east-1"',
+        "sagemaker_container_log_level": "20",
+        "sagemaker_job_name": f'"{name}"',
+    }
+    hps.update(hyperparameters or {})
+    request = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": SKLEARN_IMAGE, "TrainingInputMode": "File"},
+        "RoleArn": ROLE,
+        "HyperParameters": hps,
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/output"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+    if channels:
+        request["InputDataConfig"] = [
+            {"ChannelName": ch, "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                                                  "S3DataDistributionType": "FullyReplicated"}}}
+            for ch, uri in channels.items()
+        ]
+    request.update(extra)
+    return request
+
+
+def wait_for(sm, name: str, timeout: float = 120.0) -> dict:
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = sm.describe_training_job(TrainingJobName=name)
+        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"training job {name} did not finish in {timeout}s: {job['TrainingJobStatus']}")

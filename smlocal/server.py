@@ -92,16 +92,19 @@ class Emulator:
         )
         self.runtime = runtime
         self.scheduler = JobScheduler(settings.max_parallel_jobs)
-        self.training = TrainingJobs(self.store, self.scheduler, self.account, runtime)
-        self.service.register({
-            "CreateTrainingJob": self.training.create,
-            "DescribeTrainingJob": self.training.describe,
-            "ListTrainingJobs": self.training.list,
-            "StopTrainingJob": self.training.stop,
-        })
-        recovered = self.training.recover()
+        self.families = self._families(runtime)
+        for family in self.families:
+            self.service.register(family.operations())
+        recovered = sum(family.recover() for family in self.families)
         if recovered:
             log.warning("%d job(s) left running by a previous server were marked Failed", recovered)
+
+    def _families(self, runtime: RuntimeContext) -> list:
+        """Every resource family, in dependency order (later ones may use earlier ones)."""
+        self.training = TrainingJobs(self.store, self.scheduler, self.account, runtime)
+        return [
+            self.training,
+        ]
 
     def _bootstrap_identity(self) -> None:
         iam = self.client("iam")
@@ -112,8 +115,8 @@ class Emulator:
                             Description="SageMaker execution role (smlocal)")
 
     def stop(self) -> None:
-        if getattr(self, "training", None) is not None:
-            self.training.close()
+        for family in getattr(self, "families", []):
+            family.close()
         if self.scheduler is not None:
             self.scheduler.shutdown()
         if self._server is not None and self._thread is not None:

@@ -21,8 +21,8 @@ Comparison rules (AWS does not document them; chosen to match what pipelines rel
   are decimal numbers, otherwise lexicographically;
 * booleans equal booleans, or the strings ``true``/``false`` in any case; they never equal
   numbers and cannot be ordered;
-* anything else is never equal, and ordering it (``null``, lists, objects, a number against a
-  non-numeric string) is an :class:`ExpressionError`.
+* a number never equals a non-numeric string; ``null``, lists and objects equal only an
+  identical value; ordering any of these is an :class:`ExpressionError`.
 
 ``Or`` and the top-level AND short-circuit, evaluating operands left to right.
 """

@@ -10,6 +10,7 @@ Condition step's ``IfSteps``/``ElseSteps`` are pipeline steps too (one namespace
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import graphlib
 import json
@@ -351,7 +352,7 @@ def parse_definition(source: str | bytes | Mapping[str, Any]) -> PipelineDefinit
     Raises:
         ValidationError: If AWS would reject the definition at CreatePipeline time.
     """
-    document = source
+    document = copy.deepcopy(source)  # the definition must not change under the caller's edits
     if isinstance(source, (str, bytes, bytearray)):
         try:
             document = json.loads(source)
@@ -485,7 +486,8 @@ def branch_owner(definition: PipelineDefinition) -> dict[str, tuple[str, str]]:
 
 def _check_acyclic(definition: PipelineDefinition) -> None:
     try:
-        graphlib.TopologicalSorter(dependencies(definition, include_branch_owner=True)).prepare()
+        graph = dependencies(definition, include_branch_owner=True)
+        graphlib.TopologicalSorter({k: sorted(v) for k, v in graph.items()}).prepare()
     except graphlib.CycleError as exc:
         cycle = " -> ".join(reversed(exc.args[1]))
         raise _invalid(f"Cycle detected in pipeline step graph: {cycle}.") from None

@@ -62,7 +62,9 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
         runtime = _resolve(job, ctx, has_entry_point=bool(params.program))
         opt_ml = job_dir(ctx, "training", name)
         layout = contract.training_layout(
-            job, job_name=name, region=ctx.settings.region, num_cpus=os.cpu_count() or 1
+            job, job_name=name, region=ctx.settings.region, num_cpus=os.cpu_count() or 1,
+            job_arn=job.get("TrainingJobArn"),
+            image_env=contract.SKLEARN_IMAGE_ENV if runtime.framework == "sklearn" else None,
         )
         _materialize(opt_ml, layout)
 
@@ -84,6 +86,9 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
                     python = python_for_requirements(code_dir, ctx.envs_root, reporter.log)
                 except RequirementsError as exc:
                     raise JobFailure(f"AlgorithmError: {exc}") from exc
+            entry = code_dir / params.program
+            if entry.is_file():
+                entry.chmod(0o777)  # the toolkit makes the entry point executable
             command = list(contract.script_command(params.program, layout.args, python=python))
             workdir = "/opt/ml/code"
         elif runtime.kind == "algorithm":

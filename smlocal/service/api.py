@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from smlocal.errors import NotImplementedBySmlocal
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class ResourceFamily(Protocol):
+    """One family of SageMaker resources (training jobs, models, pipelines ...).
+
+    The server builds each family, registers its operations, calls ``recover`` once at start
+    (jobs a dead server left running become Failed) and ``close`` at shutdown (before the job
+    scheduler stops, so jobs ended by the shutdown are recorded as such).
+    """
+
+    def operations(self) -> dict[str, Handler]: ...
+
+    def recover(self) -> int: ...
+
+    def close(self) -> None: ...
 
 
 class SageMakerService:

@@ -50,6 +50,14 @@ class TrainingJobs:
         """The server is shutting down: jobs it ends now end Failed, not as if a user stopped them."""
         self._closing = True
 
+    def operations(self) -> dict:
+        return {
+            "CreateTrainingJob": self.create,
+            "DescribeTrainingJob": self.describe,
+            "ListTrainingJobs": self.list,
+            "StopTrainingJob": self.stop,
+        }
+
     # ---- operations
     def create(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["TrainingJobName"]

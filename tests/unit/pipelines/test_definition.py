@@ -810,3 +810,12 @@ def test_retry_policies():
 )
 def test_invalid_retry_policies_are_rejected(policy, match):
     rejects(doc(step("A", RetryPolicies=[policy])), match)
+
+
+def test_parsed_definition_is_isolated_from_the_callers_dict():
+    document = doc(step("A", arguments={"ErrorMessage": "before"}))
+    parsed = parse_definition(document)
+    document["Steps"][0]["Arguments"]["ErrorMessage"] = "after"
+    document["Steps"].append(step("B"))
+    assert parsed.steps[0].arguments == {"ErrorMessage": "before"}
+    assert [s.name for s in parsed.all_steps()] == ["A"]

@@ -275,10 +275,11 @@ def test_sdk_branch_owner(sdk):
 
 def _sdk_context(sdk, execution_id="exec-1", mse=4.5, supplied=(("Region", "us-east-1"),)):
     parameters = resolve_parameters(sdk, [{"Name": n, "Value": v} for n, v in supplied])
+    prefix = f"s3://my-bucket/Abalone/{execution_id}/Pre/output"
     properties = {
         "Pre": {"ProcessingOutputConfig": {"Outputs": [
-            {"OutputName": "train", "S3Output": {"S3Uri": f"s3://my-bucket/Abalone/{execution_id}/Pre/output/train"}},
-            {"OutputName": "test", "S3Output": {"S3Uri": f"s3://my-bucket/Abalone/{execution_id}/Pre/output/test"}},
+            {"OutputName": "train", "S3Output": {"S3Uri": f"{prefix}/train"}},
+            {"OutputName": "test", "S3Output": {"S3Uri": f"{prefix}/test"}},
         ]}},
         "Train": {"ModelArtifacts": {"S3ModelArtifacts": "s3://my-bucket/model/t/output/model.tar.gz"},
                   "FinalMetricDataList": [{"MetricName": "validation:rmse", "Value": 2.1}]},

@@ -253,7 +253,8 @@ def test_get_experiment_config(ctx):
         ("Steps.Train.HyperParameters['num_round']", "50"),
         ("Steps.Train.EnableNetworkIsolation", False),
         ("Steps.Tune.TrainingJobSummaries[0].TrainingJobName", "tune-1-002"),
-        ("Steps.Tune.TrainingJobSummaries['tune-1-001'].FinalHyperParameterTuningJobObjectiveMetric.Value", 0.8),
+        ("Steps.Tune.TrainingJobSummaries['tune-1-001']"
+         ".FinalHyperParameterTuningJobObjectiveMetric.Value", 0.8),
         ("Steps.Tune.BestTrainingJob.TrainingJobName", "tune-1-002"),
         ("Steps.Check.Outcome", "True"),
         ("Steps.Lambda.OutputParameters['model_uri']", "s3://b/m"),

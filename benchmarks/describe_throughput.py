@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import emulator, summary, write  # noqa: E402
 
 DURATION = 10.0
-CLIENTS = 4
+CLIENTS = int(__import__("os").environ.get("BENCH_CLIENTS", "2"))
 
 
 def client(port: int, name: str, duration: float, out) -> None:

@@ -62,14 +62,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--s3-endpoint", default=None, help="external S3-compatible store (e.g. MinIO)")
+    parser.add_argument("--s3-client-endpoint", default=None,
+                        help="the store's address as clients see it, if different (e.g. in compose)")
     parser.add_argument("--max-parallel-jobs", type=int, default=None)
 
 
 def _flags(args) -> dict:
     return {
+        "host": args.host,
+        "s3_client_endpoint": args.s3_client_endpoint,
         "port": args.port,
         "data_dir": Path(args.data_dir) if args.data_dir else None,
         "s3_endpoint": args.s3_endpoint,

@@ -14,10 +14,18 @@ from typing import Iterator
 from smlocal.config import Settings, load_settings
 
 
+DEFAULT_ENDPOINT = "http://127.0.0.1:5555"  # where `smlocal up` and compose.yaml listen
+
+
 def running_endpoint() -> str | None:
-    """``SMLOCAL_ENDPOINT`` if a healthy smlocal answers there, else None."""
+    """A healthy smlocal to use: ``SMLOCAL_ENDPOINT`` if set, else one on the default port.
+
+    ``SMLOCAL_AUTODETECT=0`` turns off the default-port probe (tests use it for isolation).
+    """
     endpoint = os.environ.get("SMLOCAL_ENDPOINT")
-    if endpoint and (health(endpoint) or {}).get("status") == "ok":
+    if not endpoint and os.environ.get("SMLOCAL_AUTODETECT", "1") not in ("0", "false", "no"):
+        endpoint = DEFAULT_ENDPOINT
+    if endpoint and (health(endpoint, timeout=1.0) or {}).get("status") == "ok":
         return endpoint
     return None
 
@@ -42,7 +50,8 @@ def emulator_environment(settings: Settings | None = None, **flags) -> Iterator[
         info = health(endpoint) or {}
         settings = settings or load_settings(region=info.get("region"))
         if info.get("s3Endpoint") and info["s3Endpoint"] != endpoint:
-            settings = Settings(**{**settings.__dict__, "s3_endpoint": info["s3Endpoint"]})
+            settings = Settings(**{**settings.__dict__, "s3_endpoint": info["s3Endpoint"],
+                                   "s3_client_endpoint": info["s3Endpoint"]})
         from smlocal.env import client_environment
 
         yield client_environment(endpoint, settings)

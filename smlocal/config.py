@@ -38,6 +38,7 @@ class Settings:
     port: int = 0
     data_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "smlocal")
     s3_endpoint: str | None = None
+    s3_client_endpoint: str | None = None  # how clients reach the S3 store, if not as the server does
     region: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT
     max_parallel_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
@@ -86,7 +87,7 @@ def load_settings(**flags: Any) -> Settings:
     if config_path:
         raw = _read_config_file(Path(config_path))
         values["config_file"] = Path(config_path)
-        for key in ("port", "s3_endpoint", "region", "max_parallel_jobs", "backend", "host"):
+        for key in ("port", "s3_endpoint", "s3_client_endpoint", "region", "max_parallel_jobs", "backend", "host"):
             if key.replace("_", "-") in raw:
                 values[key] = raw[key.replace("_", "-")]
             elif key in raw:
@@ -110,6 +111,8 @@ def load_settings(**flags: Any) -> Settings:
         ("port", "SMLOCAL_PORT", int),
         ("data_dir", "SMLOCAL_DATA_DIR", Path),
         ("s3_endpoint", "SMLOCAL_S3_ENDPOINT", str),
+        ("s3_client_endpoint", "SMLOCAL_S3_CLIENT_ENDPOINT", str),
+        ("host", "SMLOCAL_HOST", str),
         ("region", "SMLOCAL_REGION", str),
         ("max_parallel_jobs", "SMLOCAL_MAX_PARALLEL_JOBS", int),
         ("backend", "SMLOCAL_BACKEND", str),

@@ -45,7 +45,7 @@ def client_environment(endpoint: str, settings: Settings) -> dict[str, str]:
         "SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{settings.account_id}:role/{DEFAULT_ROLE_NAME}",
     }
     if settings.s3_endpoint:
-        env["AWS_ENDPOINT_URL_S3"] = settings.s3_endpoint
+        env["AWS_ENDPOINT_URL_S3"] = settings.s3_client_endpoint or settings.s3_endpoint
     existing = os.environ.get("PYTHONPATH")
     env["PYTHONPATH"] = str(HOOKS_DIR) + (os.pathsep + existing if existing else "")
     return env

@@ -141,7 +141,8 @@ class Emulator:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.settings.host}:{self.port}"
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else self.settings.host
+        return f"http://{host}:{self.port}"
 
     @property
     def s3_endpoint(self) -> str:
@@ -182,7 +183,7 @@ class Emulator:
         from smlocal import __version__
 
         return {"status": "ok" if self._ready else "starting", "version": __version__, "region": self.settings.region,
-                "s3Endpoint": self.s3_endpoint, "dataDir": str(self.settings.data_dir)}
+                "s3Endpoint": self.settings.s3_client_endpoint or self.s3_endpoint, "dataDir": str(self.settings.data_dir)}
 
     def reset(self) -> dict:
         """Forgets every SageMaker record (jobs keep running to their end, unrecorded)."""

@@ -13,6 +13,10 @@ import pytest
 from smlocal import compat, env as smenv
 from smlocal.config import load_settings
 
+# tests never borrow a developer's running `smlocal up` on the default port
+os.environ["SMLOCAL_AUTODETECT"] = "0"
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 

@@ -46,9 +46,12 @@ class RuntimeContext:
         env.setdefault("HOME", "/root")
         env["AWS_DEFAULT_REGION"] = env["AWS_REGION"] = self.settings.region
         # code inside a job that talks to AWS (e.g. boto3 in a processing script) reaches smlocal
+        from smlocal.env import s3_credentials
+
         env["AWS_ENDPOINT_URL"] = self.endpoint_url
-        env["AWS_ACCESS_KEY_ID"] = "smlocal"
-        env["AWS_SECRET_ACCESS_KEY"] = "smlocal"
+        if self.settings.s3_endpoint:
+            env["AWS_ENDPOINT_URL_S3"] = self.settings.s3_endpoint
+        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = s3_credentials(self.settings)
         return env
 
 

@@ -20,8 +20,10 @@ SMLOCAL = [sys.executable, "-m", "smlocal.cli"]
 
 
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMLOCAL_", "SAGEMAKER_"))
-            and k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMLOCAL_", "SAGEMAKER_"))
+           and k != "PYTHONPATH"}
+    env["SMLOCAL_AUTODETECT"] = "0"  # never borrow a developer's running `smlocal up`
+    return env
 
 
 def _free_port() -> int:

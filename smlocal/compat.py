@@ -8,7 +8,8 @@
 2. **Fast polling** (``SMLOCAL_FAST_POLL``, default on). The SDK waits 5–10 s between job status
    polls and boto3's SageMaker waiters 30–120 s: sensible for cloud jobs lasting minutes, absurd for
    local ones lasting a second. Sleeps inside ``sagemaker`` and ``botocore.waiter`` are capped
-   at ``SMLOCAL_POLL_SECONDS`` (0.2 s). Nothing else changes: timeouts still count real time.
+   at ``SMLOCAL_POLL_SECONDS`` (0.2 s), and those modules' clock skips ahead by the time spared, so
+   their elapsed-time checks see the waits they asked for. Nothing outside them changes.
 3. **No telemetry to AWS.** SDK v2 reports each call (with job names and failure reasons) to an
    AWS-hosted S3 URL through ``requests``; under smlocal that would leak local work and, offline,
    print connection tracebacks. The SDK's telemetry sender is made a no-op.
@@ -55,21 +56,47 @@ def patch_botocore(module: types.ModuleType) -> None:
 
 
 class _FastTime(types.ModuleType):
-    """A stand-in for the ``time`` module whose sleep is capped."""
+    """A stand-in for the ``time`` module of a polling module: sleeps are capped and its clock skips.
+
+    The module's clock (``time``, ``monotonic``, ``perf_counter``) runs ahead by every second of sleep
+    it was spared, so loops that also wait on elapsed time (the SDK re-describes a job only after
+    30 s of log tailing) behave as if they had slept in full. Only the patched modules see this
+    clock; timestamps elsewhere are untouched.
+    """
+
+    _CLOCKS = ("time", "monotonic", "perf_counter")
 
     def __init__(self) -> None:
         super().__init__("time")
-        self.__dict__.update({k: getattr(_time, k) for k in dir(_time) if not k.startswith("__")})
+        self.__dict__.update({k: getattr(_time, k) for k in dir(_time)
+                              if not k.startswith("__") and k != "sleep" and k not in self._CLOCKS})
+        self._skew = 0.0
 
-    @staticmethod
-    def sleep(seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
         cap = float(os.environ.get("SMLOCAL_POLL_SECONDS", "0.2"))
+        spared = max(0.0, seconds - cap)
         _real_sleep(min(seconds, cap))
+        self._skew += spared
+
+    def time(self) -> float:
+        return _time.time() + self._skew
+
+    def monotonic(self) -> float:
+        return _time.monotonic() + self._skew
+
+    def perf_counter(self) -> float:
+        return _time.perf_counter() + self._skew
+
+
+_FAST_TIME: _FastTime | None = None
 
 
 def patch_polling(module: types.ModuleType) -> None:
+    global _FAST_TIME
     if getattr(module, "time", None) is _time:
-        module.time = _FastTime()
+        if _FAST_TIME is None:
+            _FAST_TIME = _FastTime()
+        module.time = _FAST_TIME
 
 
 def _fast_poll_enabled() -> bool:

@@ -33,9 +33,11 @@ def requirements_key(code_dir: Path) -> str:
         entry = line.strip()
         if entry.startswith((".", "/")) and not entry.startswith("#"):
             local = (code_dir / entry).resolve()
+            if not local.is_relative_to(code_dir.resolve()):
+                continue
             for path in sorted(local.rglob("*")) if local.is_dir() else [local]:
-                if path.is_file():
-                    digest.update(path.as_posix().encode())
+                if path.is_file():  # content and place inside the code dir, not the job's folder
+                    digest.update(path.relative_to(code_dir.resolve()).as_posix().encode())
                     digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

@@ -25,9 +25,13 @@ from smlocal.runtime.job import RuntimeContext
 from smlocal.runtime.staging import S3Stager
 from smlocal.service.api import SageMakerService
 from smlocal.service.common import Account
+from smlocal.service.endpoints import Endpoints
+from smlocal.service.models import Models
+from smlocal.service.processing import ProcessingJobs
 from smlocal.service.scheduler import JobScheduler
 from smlocal.service.store import Store
 from smlocal.service.training import TrainingJobs
+from smlocal.service.transform import TransformJobs
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +106,32 @@ class Emulator:
     def _families(self, runtime: RuntimeContext) -> list:
         """Every resource family, in dependency order (later ones may use earlier ones)."""
         self.training = TrainingJobs(self.store, self.scheduler, self.account, runtime)
+        self.processing = ProcessingJobs(self.store, self.scheduler, self.account, runtime)
+        self.models = Models(self.store, self.account)
+        self.endpoints = Endpoints(self.store, self.account, runtime, self.models)
+        self.gateway.runtime = self.endpoints.invoke  # POST /endpoints/<name>/invocations
+        self.transform = TransformJobs(self.store, self.scheduler, self.account, runtime, self.models)
         return [
             self.training,
+            self.processing,
+            self.models,
+            self.endpoints,
+            self.transform,
         ]
 
-    def _bootstrap_identity(self) -> None:
-        iam = self.client("iam")
-        try:
-            iam.get_role(RoleName=DEFAULT_ROLE_NAME)
-        except iam.exceptions.NoSuchEntityException:
-            iam.create_role(RoleName=DEFAULT_ROLE_NAME, AssumeRolePolicyDocument=_TRUST,
-                            Description="SageMaker execution role (smlocal)")
+    def _bootstrap_identity(self, known_absent: bool = False) -> None:
+        """Creates the execution role unless it exists (``known_absent``: right after a moto reset)."""
+        if getattr(self, "_iam", None) is None:
+            self._iam = self.client("iam")
+        iam = self._iam
+        if not known_absent:
+            try:
+                iam.get_role(RoleName=DEFAULT_ROLE_NAME)
+                return
+            except iam.exceptions.NoSuchEntityException:
+                pass
+        iam.create_role(RoleName=DEFAULT_ROLE_NAME, AssumeRolePolicyDocument=_TRUST,
+                        Description="SageMaker execution role (smlocal)")
 
     def stop(self) -> None:
         for family in getattr(self, "families", []):

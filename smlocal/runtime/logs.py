@@ -28,6 +28,8 @@ class LogStreamWriter:
         self._flusher.start()
 
     def write(self, line: str) -> None:
+        if not line:  # PutLogEvents rejects empty messages (min length 1): a blank line is dropped
+            return
         with self._lock:
             self._buffer.append({"timestamp": int(time.time() * 1000), "message": line})
             if len(self._buffer) >= 1000:

@@ -1,0 +1,233 @@
+"""Processing jobs: Create/Describe/List/Stop, the job state machine and crash recovery."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from typing import Any
+
+from smlocal.errors import ResourceInUse, ValidationError
+from smlocal.runtime import contract
+from smlocal.runtime.backends.base import RunControl
+from smlocal.runtime.job import RuntimeContext, kill_orphans, log_stream_name
+from smlocal.runtime.logs import LogStreamWriter
+from smlocal.runtime.processing import KIND as RUNTIME_KIND
+from smlocal.runtime.processing import ProcessingOutcome, run_processing_job
+from smlocal.service.common import Account, list_page, now, pick
+from smlocal.service.scheduler import JobScheduler
+from smlocal.service.store import Store
+
+log = logging.getLogger(__name__)
+
+KIND = "ProcessingJob"
+LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
+DEFAULT_MAX_RUNTIME = 86400  # ProcessingStoppingCondition when the request gives none (a day)
+_SUMMARY_KEYS = (
+    "ProcessingJobName", "ProcessingJobArn", "CreationTime", "ProcessingEndTime", "LastModifiedTime",
+    "ProcessingJobStatus", "FailureReason", "ExitMessage",
+)
+# request members that DescribeProcessingJob echoes back
+_ECHOED = (
+    "ProcessingInputs", "ProcessingOutputConfig", "ProcessingResources", "StoppingCondition",
+    "AppSpecification", "Environment", "NetworkConfig", "RoleArn", "ExperimentConfig",
+)
+_SORT_KEYS = {"Name": "ProcessingJobName", "CreationTime": "CreationTime", "Status": "ProcessingJobStatus"}
+_SHUTDOWN_REASON = "InternalServerError: the smlocal server shut down while this job was running."
+_CRASH_REASON = ("InternalServerError: the smlocal server stopped while this job was running; its "
+                 "process ended with it.")
+
+
+class ProcessingJobs:
+    """The processing-job family of operations."""
+
+    def __init__(self, store: Store, scheduler: JobScheduler, account: Account, runtime: RuntimeContext):
+        self._store = store
+        self._scheduler = scheduler
+        self._account = account
+        self._runtime = runtime
+        self._closing = False
+
+    def close(self) -> None:
+        """The server is shutting down: jobs it ends now end Failed, not as if a user stopped them."""
+        self._closing = True
+
+    def operations(self) -> dict:
+        return {
+            "CreateProcessingJob": self.create,
+            "DescribeProcessingJob": self.describe,
+            "ListProcessingJobs": self.list,
+            "StopProcessingJob": self.stop,
+        }
+
+    # ---- operations
+    def create(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["ProcessingJobName"]
+        arn = self._account.arn("processing-job", name)
+        check_request(request)
+        stamp = now()
+        doc = {
+            "ProcessingJobName": name,
+            "ProcessingJobArn": arn,
+            "ProcessingJobStatus": "InProgress",
+            **{k: copy.deepcopy(request[k]) for k in _ECHOED if k in request},
+            "CreationTime": stamp,
+            "LastModifiedTime": stamp,
+        }
+        _fill_defaults(doc)
+        if not self._store.insert(KIND, name, doc):
+            raise ResourceInUse(
+                "Job name must be unique within an AWS account and region, and a job with this name "
+                f"already exists ({arn})"
+            )
+        self._scheduler.submit(f"{KIND}/{name}", lambda control: self._run(name, control))
+        return {"ProcessingJobArn": arn}
+
+    def describe(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._get(request["ProcessingJobName"])
+
+    def list(self, request: dict[str, Any]) -> dict[str, Any]:
+        page, token = list_page(self._store.all(KIND), request, name_key="ProcessingJobName",
+                                status_key="ProcessingJobStatus", sort_keys=_SORT_KEYS)
+        result: dict[str, Any] = {"ProcessingJobSummaries": [pick(d, _SUMMARY_KEYS) for d in page]}
+        if token:
+            result["NextToken"] = token
+        return result
+
+    def stop(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["ProcessingJobName"]
+        doc = self._get(name)
+        if doc["ProcessingJobStatus"] != "InProgress":
+            raise ValidationError(
+                f"The request was rejected because the processing job is in status {doc['ProcessingJobStatus']}."
+            )
+        control = self._scheduler.control(f"{KIND}/{name}")
+        if control is not None:
+            control.stop.set()
+        self._store.update(KIND, name, lambda d: d.update(ProcessingJobStatus="Stopping", LastModifiedTime=now()))
+        return {}
+
+    def _get(self, name: str) -> dict[str, Any]:
+        doc = self._store.get(KIND, name)
+        if doc is None:
+            raise ValidationError(f"Could not find processing job '{self._account.arn('processing-job', name)}'.")
+        return doc
+
+    # ---- lifecycle
+    def recover(self) -> int:
+        """Marks jobs left InProgress/Stopping by a previous server process as Failed."""
+        count = 0
+        for doc in self._store.all(KIND):
+            if doc["ProcessingJobStatus"] in ("InProgress", "Stopping"):
+                kill_orphans(self._runtime, RUNTIME_KIND, doc["ProcessingJobName"])
+                self._finish(doc["ProcessingJobName"], ProcessingOutcome(failure_reason=_CRASH_REASON))
+                count += 1
+        return count
+
+    def _run(self, name: str, control: RunControl) -> None:
+        job = self._store.get(KIND, name)
+        if job is None:
+            return
+        if control.stop.is_set():
+            self._finish(name, ProcessingOutcome(status="Stopped"))
+            return
+        reporter = _Reporter(self._store, name, self._runtime.logs_client)
+        outcome = None
+        try:
+            outcome = run_processing_job(job, self._runtime, reporter, control)
+        finally:
+            reporter.close()
+            if outcome is None:
+                outcome = ProcessingOutcome(failure_reason="InternalServerError: smlocal's runner crashed")
+            current = self._store.get(KIND, name) or {}
+            if self._closing and outcome.status == "Stopped" and current.get("ProcessingJobStatus") != "Stopping":
+                outcome.status, outcome.failure_reason = "Failed", _SHUTDOWN_REASON
+            self._finish(name, outcome)
+
+    def _finish(self, name: str, outcome: ProcessingOutcome) -> None:
+        stamp = now()
+
+        def change(d: dict) -> None:
+            d["ProcessingJobStatus"] = outcome.status
+            d["LastModifiedTime"] = stamp
+            d["ProcessingEndTime"] = stamp
+            if outcome.started_at is not None:
+                d.setdefault("ProcessingStartTime", outcome.started_at)
+            if outcome.status == "Failed" and outcome.failure_reason:
+                d["FailureReason"] = outcome.failure_reason
+            if outcome.exit_message is not None:
+                d["ExitMessage"] = outcome.exit_message
+
+        self._store.update(KIND, name, change)
+
+
+class _Reporter:
+    """One CloudWatch stream per host (``<job>/algo-N-<epoch>``), opened when the host first logs."""
+
+    def __init__(self, store: Store, name: str, logs_client):
+        self._store = store
+        self._name = name
+        self._client = logs_client
+        self._writers: dict[str, LogStreamWriter] = {}
+        self._lock = threading.Lock()
+
+    def started(self) -> None:
+        stamp = now()
+        self._store.update(KIND, self._name, lambda d: d.update(ProcessingStartTime=stamp, LastModifiedTime=stamp))
+
+    def log(self, host: str, line: str) -> None:
+        with self._lock:
+            writer = self._writers.get(host)
+            if writer is None:
+                writer = self._writers[host] = LogStreamWriter(self._client, LOG_GROUP,
+                                                               log_stream_name(self._name, host))
+        writer.write(line)
+
+    def close(self) -> None:
+        with self._lock:
+            writers, self._writers = list(self._writers.values()), {}
+        for writer in writers:
+            writer.close()
+
+
+def _fill_defaults(doc: dict[str, Any]) -> None:
+    """The defaults DescribeProcessingJob shows for members the request left out."""
+    for item in doc.get("ProcessingInputs") or []:
+        item.setdefault("AppManaged", False)
+        s3 = item.get("S3Input")
+        if s3:
+            s3.setdefault("S3InputMode", "File")
+            s3.setdefault("S3DataDistributionType", "FullyReplicated")
+            s3.setdefault("S3CompressionType", "None")
+    for item in (doc.get("ProcessingOutputConfig") or {}).get("Outputs") or []:
+        item.setdefault("AppManaged", False)
+        if item.get("S3Output"):
+            item["S3Output"].setdefault("S3UploadMode", "EndOfJob")
+    doc.setdefault("StoppingCondition", {"MaxRuntimeInSeconds": DEFAULT_MAX_RUNTIME})
+
+
+def check_request(request: dict[str, Any]) -> None:
+    """Checks CreateProcessingJob makes that the service model cannot express.
+
+    Raises:
+        ValidationError: A LocalPath outside /opt/ml/processing/, a duplicate input or output
+            name, two inputs on one LocalPath, or Gzip compression without Pipe mode.
+    """
+    contract.processing_layout(request, job_name=request["ProcessingJobName"], current_host="algo-1",
+                               hosts=("algo-1",), num_cpus=1)
+    seen: dict[str, str] = {}
+    for item in request.get("ProcessingInputs") or []:
+        s3 = item.get("S3Input") or {}
+        local = s3.get("LocalPath") or (item.get("DatasetDefinition") or {}).get("LocalPath")
+        if local is None and s3 and not item.get("AppManaged"):
+            raise ValidationError(f"ProcessingInput {item['InputName']}: LocalPath is a required parameter "
+                                  "when AppManaged is False.")
+        if local is not None:
+            key = local.rstrip("/")
+            if key in seen:
+                raise ValidationError(f"ProcessingInput {item['InputName']}: LocalPath {local} is already "
+                                      f"used by ProcessingInput {seen[key]}. Each input needs its own LocalPath.")
+            seen[key] = item["InputName"]
+        if s3.get("S3CompressionType") == "Gzip" and s3.get("S3InputMode", "File") != "Pipe":
+            raise ValidationError(f"ProcessingInput {item['InputName']}: S3CompressionType Gzip can only "
+                                  "be used when Pipe mode is specified as the S3InputMode.")

@@ -58,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("job")
     logs.add_argument("--follow", "-f", action="store_true")
     logs.set_defaults(func=cmd_logs)
+
+    executions = sub.add_parser("executions", help="list pipeline executions of a running emulator")
+    executions.add_argument("--pipeline", help="only this pipeline's executions")
+    executions.add_argument("--max", type=int, default=20, help="executions per pipeline")
+    executions.set_defaults(func=cmd_executions)
+
+    steps = sub.add_parser("steps", help="show the steps of a pipeline execution")
+    steps.add_argument("execution_arn")
+    steps.set_defaults(func=cmd_steps)
     return parser
 
 
@@ -195,6 +204,53 @@ def cmd_logs(args) -> int:
             args.follow = False
             continue
         time.sleep(0.5)
+
+
+def cmd_executions(args) -> int:
+    sm, _ = _connected_clients()
+    names = [args.pipeline] if args.pipeline else [
+        p["PipelineName"] for page in sm.get_paginator("list_pipelines").paginate()
+        for p in page["PipelineSummaries"]]
+    rows = []
+    for name in names:
+        listed = sm.list_pipeline_executions(PipelineName=name, MaxResults=min(args.max, 100))
+        for item in listed["PipelineExecutionSummaries"]:
+            rows.append((name, item["PipelineExecutionArn"].rsplit("/", 1)[-1], item["PipelineExecutionStatus"],
+                         item["StartTime"].strftime("%Y-%m-%d %H:%M:%S"), item.get("PipelineExecutionDisplayName", ""),
+                         item.get("PipelineExecutionFailureReason", "")))
+    _table(("PIPELINE", "EXECUTION", "STATUS", "STARTED", "DISPLAY NAME", "FAILURE"), rows)
+    return 0
+
+
+def cmd_steps(args) -> int:
+    sm, _ = _connected_clients()
+    execution = sm.describe_pipeline_execution(PipelineExecutionArn=args.execution_arn)
+    print(f"{execution['PipelineExecutionArn']}: {execution['PipelineExecutionStatus']}"
+          + (f" ({execution['FailureReason']})" if execution.get("FailureReason") else ""))
+    steps = [s for page in sm.get_paginator("list_pipeline_execution_steps").paginate(
+        PipelineExecutionArn=args.execution_arn, SortOrder="Ascending") for s in page["PipelineExecutionSteps"]]
+    rows = []
+    for step in steps:
+        seconds = f"{(step['EndTime'] - step['StartTime']).total_seconds():.1f}" if step.get("EndTime") else ""
+        rows.append((step["StepName"], step["StepStatus"], seconds, step.get("AttemptCount", ""), _step_detail(step)))
+    _table(("STEP", "STATUS", "SECONDS", "ATTEMPTS", "DETAIL"), rows)
+    return 0
+
+
+def _step_detail(step: dict) -> str:
+    if step.get("FailureReason"):
+        return step["FailureReason"]
+    details = []
+    if step.get("CacheHitResult"):
+        details.append(f"cache hit from {step['CacheHitResult']['SourcePipelineExecutionArn'].rsplit('/', 1)[-1]}")
+    for kind, value in (step.get("Metadata") or {}).items():
+        if kind == "Condition":
+            details.append(f"outcome {value.get('Outcome')}")
+        elif value.get("Arn"):
+            details.append(value["Arn"].split(":", 5)[-1])
+        elif kind == "Callback":
+            details.append(f"token {value.get('CallbackToken')}")
+    return "; ".join(details)
 
 
 def _table(header: tuple[str, ...], rows: list[tuple]) -> None:

@@ -26,12 +26,16 @@ from smlocal.runtime.staging import S3Stager
 from smlocal.service.api import SageMakerService
 from smlocal.service.common import Account
 from smlocal.service.endpoints import Endpoints
+from smlocal.service.experiments import Experiments
 from smlocal.service.models import Models
+from smlocal.service.pipelines import Pipelines
 from smlocal.service.processing import ProcessingJobs
+from smlocal.service.registry import ModelRegistry
 from smlocal.service.scheduler import JobScheduler
 from smlocal.service.store import Store
 from smlocal.service.training import TrainingJobs
 from smlocal.service.transform import TransformJobs
+from smlocal.service.tuning import TuningJobs
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +121,17 @@ class Emulator:
             self.models,
             self.endpoints,
             self.transform,
+            *self._workflow_families(runtime),
         ]
+
+    def _workflow_families(self, runtime: RuntimeContext) -> list:
+        """Model registry, experiments, tuning and pipelines (they call the families above)."""
+        self.registry = ModelRegistry(self.store, self.account)
+        self.experiments = Experiments(self.store, self.account)
+        self.tuning = TuningJobs(self.store, self.account, self.service)
+        self.pipelines = Pipelines(self.store, self.account, service=self.service, read_s3=runtime.stager.read_bytes,
+                                   client_factory=self.client, experiments=self.experiments)
+        return [self.registry, self.experiments, self.tuning, self.pipelines]
 
     def _bootstrap_identity(self, known_absent: bool = False) -> None:
         """Creates the execution role unless it exists (``known_absent``: right after a moto reset)."""

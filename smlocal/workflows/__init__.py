@@ -13,6 +13,7 @@ from pathlib import Path
 
 WORKFLOWS = {
     "sklearn-train": "smlocal.workflows.sklearn_train.main",
+    "abalone": "smlocal.workflows.abalone.main",
 }
 
 

@@ -1,0 +1,452 @@
+"""SageMaker Pipelines: pipelines, executions and their steps.
+
+Executions run on their own threads (:class:`~smlocal.pipelines.executor.ExecutionRun`); each step
+calls this same SageMaker service (``CreateTrainingJob`` …) through :meth:`Pipelines.call_operation`,
+validated against the botocore model like a client request. State lives in the store: one
+``Pipeline`` document per pipeline and one ``PipelineExecution`` document per execution (its steps
+inside, newest attempt of each).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import secrets
+import string
+import threading
+import time
+from typing import Any, Callable
+
+import botocore.session
+
+from smlocal.errors import ConflictError, ResourceNotFound, ServiceError, ValidationError
+from smlocal.gateway.validation import validate_input
+from smlocal.pipelines.definition import PipelineDefinition, dependencies, parse_definition, resolve_parameters
+from smlocal.pipelines.executor import DEFAULT_MAX_PARALLEL, ExecutionInfo, ExecutionRun, execution_variables
+from smlocal.pipelines.expressions import EvaluationContext, ExpressionError, evaluate, render_string
+from smlocal.pipelines.steps import CallbackBox, StepServices
+from smlocal.service.common import Account, list_page, now, pick
+from smlocal.service.pipeline_records import ExecutionRecorder, coerce_to_shape, public
+from smlocal.service.store import Store
+
+log = logging.getLogger(__name__)
+
+PIPELINE, EXECUTION, TOKEN, START = "Pipeline", "PipelineExecution", "PipelineCallbackToken", "PipelineStartToken"
+SHUTDOWN_REASON = "InternalServerError: the smlocal server shut down while this pipeline execution was running."
+RECOVERED_REASON = "InternalServerError: the smlocal server stopped while this pipeline execution was running."
+_PIPELINE_ARN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[^:]*:\d{12}:pipeline/([^/]+)$")
+_ID_CHARS = string.ascii_lowercase + string.digits
+_PIPELINE_SUMMARY = ("PipelineArn", "PipelineName", "PipelineDisplayName", "PipelineDescription", "RoleArn",
+                     "CreationTime", "LastModifiedTime", "LastExecutionTime")
+
+
+class Pipelines:
+    """The pipelines family of operations and the executions it runs."""
+
+    def __init__(self, store: Store, account: Account, *, service, read_s3: Callable[[str], bytes],
+                 client_factory: Callable[..., Any], experiments=None, poll_seconds: float = 0.05):
+        self._store = store
+        self._account = account
+        self._service = service
+        self._read_s3 = read_s3
+        self._client_factory = client_factory
+        self._experiments = experiments
+        self._poll = poll_seconds
+        self._model = botocore.session.get_session().get_service_model("sagemaker")
+        self._runs: dict[str, ExecutionRun] = {}
+        self._boxes: dict[str, CallbackBox] = {}
+        self._lock = threading.Lock()
+        self._sqs = None
+
+    def operations(self) -> dict:
+        return {
+            "CreatePipeline": self.create, "UpdatePipeline": self.update, "DescribePipeline": self.describe,
+            "DeletePipeline": self.delete, "ListPipelines": self.list,
+            "StartPipelineExecution": self.start_execution, "DescribePipelineExecution": self.describe_execution,
+            "ListPipelineExecutions": self.list_executions, "ListPipelineExecutionSteps": self.list_steps,
+            "DescribePipelineDefinitionForExecution": self.describe_definition_for_execution,
+            "ListPipelineParametersForExecution": self.list_parameters,
+            "StopPipelineExecution": self.stop_execution, "RetryPipelineExecution": self.retry_execution,
+            "SendPipelineExecutionStepSuccess": self.send_success,
+            "SendPipelineExecutionStepFailure": self.send_failure,
+        }  # fmt: skip
+
+    # ---- lifecycle
+    def recover(self) -> int:
+        """Executions a dead server left Executing/Stopping become Failed."""
+        count = 0
+        for doc in self._store.all(EXECUTION):
+            if doc["PipelineExecutionStatus"] in ("Executing", "Stopping"):
+                self._store.update(EXECUTION, doc["PipelineExecutionArn"], _fail_everything(RECOVERED_REASON))
+                count += 1
+        return count
+
+    def close(self) -> None:
+        """Ends every running execution Failed (the server is going away)."""
+        with self._lock:
+            runs, boxes = list(self._runs.values()), list(self._boxes.values())
+        for run in runs:
+            run.abort(SHUTDOWN_REASON)
+        for box in boxes:
+            box.fail(SHUTDOWN_REASON)
+        deadline = time.time() + 15
+        for run in runs:
+            run.thread.join(timeout=max(0.1, deadline - time.time()))
+
+    # ---- what steps use
+    def call_operation(self, operation: str, request: dict) -> dict:
+        """A SageMaker call made by a pipeline step: typed like the API, validated, then served."""
+        model = self._model.operation_model(operation)
+        request = coerce_to_shape(request, model.input_shape)
+        validate_input(model, request)
+        return self._service.call(operation, request)
+
+    def _sqs_send(self, queue_url: str, body: str) -> None:
+        if self._sqs is None:
+            self._sqs = self._client_factory("sqs")
+        self._sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+
+    def register(self, token: str, execution_arn: str, step_name: str) -> CallbackBox:
+        """A Callback step starts waiting for ``token`` (SendPipelineExecutionStep* answers it)."""
+        box = CallbackBox(token)
+        with self._lock:
+            self._boxes[token] = box
+        self._store.put(TOKEN, token, {"PipelineExecutionArn": execution_arn, "StepName": step_name})
+        return box
+
+    def unregister(self, token: str) -> None:
+        """The Callback step stopped waiting (answered, or the execution ended)."""
+        with self._lock:
+            self._boxes.pop(token, None)
+
+    # ---- pipelines
+    def create(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = request["PipelineName"]
+        text = self._definition_text(request, required=True)
+        parse_definition(text)
+        arn = self._account.arn("pipeline", name)
+        stamp = now()
+        doc = {
+            "PipelineArn": arn, "PipelineName": name, "PipelineDisplayName": request.get("PipelineDisplayName") or name,
+            "PipelineDefinition": text, "PipelineDescription": request.get("PipelineDescription"),
+            "RoleArn": request["RoleArn"], "PipelineStatus": "Active", "CreationTime": stamp,
+            "LastModifiedTime": stamp, "ParallelismConfiguration": request.get("ParallelismConfiguration"),
+            "_VersionId": 1, "_Versions": {"1": text}, "_Tags": request.get("Tags") or [],
+        }  # fmt: skip
+        if not self._store.insert(PIPELINE, name.lower(), {k: v for k, v in doc.items() if v is not None}):
+            raise ValidationError(f"Pipeline names must be unique within an AWS account and region. "
+                                  f"Pipeline with name ({name}) already exists.")
+        return {"PipelineArn": arn}
+
+    def _definition_text(self, request: dict, *, required: bool) -> str | None:
+        text, location = request.get("PipelineDefinition"), request.get("PipelineDefinitionS3Location")
+        if text is not None and location is not None:
+            raise ValidationError("Only one of PipelineDefinition or PipelineDefinitionS3Location can be specified.")
+        if location is not None:
+            uri = f"s3://{location['Bucket']}/{location['ObjectKey']}"
+            try:
+                return self._read_s3(uri).decode("utf-8")
+            except Exception as exc:  # noqa: BLE001 - any read failure is the caller's bad location
+                raise ValidationError(f"Unable to read the pipeline definition from {uri}: {exc}") from exc
+        if text is None and required:
+            raise ValidationError("Either PipelineDefinition or PipelineDefinitionS3Location must be specified.")
+        return text
+
+    def _pipeline(self, value: str) -> dict:
+        match = _PIPELINE_ARN.match(value)
+        name = match.group(1) if match else value
+        doc = self._store.get(PIPELINE, name.lower())
+        if doc is None:
+            raise ResourceNotFound(f"Pipeline '{self._account.arn('pipeline', name)}' does not exist.")
+        return doc
+
+    def update(self, request: dict[str, Any]) -> dict[str, Any]:
+        doc = self._pipeline(request["PipelineName"])
+        text = self._definition_text(request, required=False)
+        if text is not None:
+            parse_definition(text)
+
+        def change(d: dict) -> None:
+            for key in ("PipelineDisplayName", "PipelineDescription", "RoleArn", "ParallelismConfiguration"):
+                if request.get(key) is not None:
+                    d[key] = request[key]
+            if text is not None:
+                d["_VersionId"] += 1
+                d["_Versions"][str(d["_VersionId"])] = text
+                d["PipelineDefinition"] = text
+            d["LastModifiedTime"] = now()
+
+        updated = self._store.update(PIPELINE, doc["PipelineName"].lower(), change)
+        return {"PipelineArn": doc["PipelineArn"], "PipelineVersionId": updated["_VersionId"]}
+
+    def describe(self, request: dict[str, Any]) -> dict[str, Any]:
+        doc = self._pipeline(request["PipelineName"])
+        version = request.get("PipelineVersionId")
+        if version is not None:
+            if str(version) not in doc["_Versions"]:
+                raise ResourceNotFound(f"Pipeline version {version} of '{doc['PipelineArn']}' does not exist.")
+            doc["PipelineDefinition"] = doc["_Versions"][str(version)]
+        return public(doc)
+
+    def delete(self, request: dict[str, Any]) -> dict[str, Any]:
+        doc = self._pipeline(request["PipelineName"])
+        self._store.delete(PIPELINE, doc["PipelineName"].lower())
+        return {"PipelineArn": doc["PipelineArn"]}
+
+    def list(self, request: dict[str, Any]) -> dict[str, Any]:
+        items = self._store.all(PIPELINE)
+        if request.get("PipelineNamePrefix"):
+            items = [d for d in items if d["PipelineName"].startswith(request["PipelineNamePrefix"])]
+        for d in items:
+            if d.get("LastRunTime"):
+                d["LastExecutionTime"] = d["LastRunTime"]
+        query = {**request, "CreationTimeAfter": request.get("CreatedAfter"),
+                 "CreationTimeBefore": request.get("CreatedBefore")}
+        page, token = list_page(items, query, name_key="PipelineName")
+        result: dict[str, Any] = {"PipelineSummaries": [pick(d, _PIPELINE_SUMMARY) for d in page]}
+        if token:
+            result["NextToken"] = token
+        return result
+
+    # ---- executions
+    def start_execution(self, request: dict[str, Any]) -> dict[str, Any]:
+        pipeline = self._pipeline(request["PipelineName"])
+        idempotency = f"{pipeline['PipelineArn']}|{request.get('ClientRequestToken')}"
+        if request.get("ClientRequestToken"):
+            earlier = self._store.get(START, idempotency)
+            if earlier is not None:
+                return {"PipelineExecutionArn": earlier["PipelineExecutionArn"]}
+        version = request.get("PipelineVersionId") or pipeline["_VersionId"]
+        text = pipeline["_Versions"].get(str(version))
+        if text is None:
+            raise ResourceNotFound(f"Pipeline version {version} of '{pipeline['PipelineArn']}' does not exist.")
+        definition = parse_definition(text)
+        values = resolve_parameters(definition, request.get("PipelineParameters"))
+        execution_id = "".join(secrets.choice(_ID_CHARS) for _ in range(12))
+        arn = f"{pipeline['PipelineArn']}/execution/{execution_id}"
+        stamp = now()
+        info = ExecutionInfo(arn, execution_id, pipeline["PipelineName"], pipeline["PipelineArn"], stamp)
+        experiment = self._experiment_config(definition, info, values)
+        info = ExecutionInfo(arn, execution_id, pipeline["PipelineName"], pipeline["PipelineArn"], stamp, experiment)
+        reuse, only, selective = self._selective(request.get("SelectiveExecutionConfig"), pipeline, definition)
+        parallelism = request.get("ParallelismConfiguration") or pipeline.get("ParallelismConfiguration")
+        doc = {
+            "PipelineArn": pipeline["PipelineArn"], "PipelineExecutionArn": arn,
+            "PipelineExecutionDisplayName": request.get("PipelineExecutionDisplayName")
+            or f"execution-{int(stamp * 1000)}",
+            "PipelineExecutionStatus": "Executing",
+            "PipelineExecutionDescription": request.get("PipelineExecutionDescription"),
+            "PipelineExperimentConfig": experiment, "CreationTime": stamp, "LastModifiedTime": stamp,
+            "ParallelismConfiguration": request.get("ParallelismConfiguration"),
+            "SelectiveExecutionConfig": selective, "PipelineVersionId": int(version),
+            "_PipelineName": pipeline["PipelineName"], "_Definition": text, "_Steps": reuse,
+            "_Parameters": [{"Name": p.name, "Value": render_string(values[p.name])} for p in definition.parameters],
+        }  # fmt: skip
+        self._store.insert(EXECUTION, arn, {k: v for k, v in doc.items() if v is not None})
+        if request.get("ClientRequestToken"):
+            self._store.put(START, idempotency, {"PipelineExecutionArn": arn})
+        self._store.update(PIPELINE, pipeline["PipelineName"].lower(), lambda d: d.update(LastRunTime=stamp))
+        max_parallel = (parallelism or {}).get("MaxParallelExecutionSteps") or DEFAULT_MAX_PARALLEL
+        self._launch(definition, info, values, max_parallel, reuse=reuse, only=only)
+        return {"PipelineExecutionArn": arn}
+
+    def _experiment_config(self, definition: PipelineDefinition, info: ExecutionInfo, values: dict):
+        if not definition.experiment_config:
+            return None
+        ctx = EvaluationContext(parameters=values, execution_variables=execution_variables(info))
+        try:
+            config = evaluate(dict(definition.experiment_config), ctx)
+        except ExpressionError as exc:
+            raise ValidationError(f"Invalid PipelineExperimentConfig: {exc}") from exc
+        return {k: render_string(v) for k, v in config.items() if v is not None}
+
+    def _selective(self, config: dict | None, pipeline: dict, definition: PipelineDefinition):
+        if not config:
+            return {}, None, None
+        source_arn = config.get("SourcePipelineExecutionArn")
+        source = self._store.get(EXECUTION, source_arn) if source_arn else None
+        if source is None or source["PipelineArn"] != pipeline["PipelineArn"]:
+            raise ValidationError(f"SourcePipelineExecutionArn {source_arn} is not an execution of "
+                                  f"{pipeline['PipelineArn']}.")
+        names = {step.name for step in definition.all_steps()}
+        selected = {item["StepName"] for item in config["SelectedSteps"]}
+        unknown = sorted(selected - names)
+        if unknown:
+            raise ValidationError(f"Selected steps {unknown} are not steps of the pipeline.")
+        graph = dependencies(definition, include_branch_owner=True)
+        needed, stack = set(), [dep for name in selected for dep in graph[name]]
+        while stack:
+            name = stack.pop()
+            if name not in selected and name not in needed:
+                needed.add(name)
+                stack.extend(graph[name])
+        reuse = {}
+        for name in sorted(needed):
+            record = source["_Steps"].get(name)
+            if record is None or record["StepStatus"] != "Succeeded":
+                raise ValidationError(f"Step {name}, which the selected steps depend on, did not succeed in "
+                                      f"the source execution {source_arn}.")
+            reuse[name] = {**record, "SelectiveExecutionResult": {"SourcePipelineExecutionArn": source_arn}}
+        return reuse, selected, copy.deepcopy(config)
+
+    def _launch(self, definition, info: ExecutionInfo, values: dict, max_parallel: int, *, reuse=None,
+                only=None) -> None:
+        trial = (info.experiment_config or {}).get("TrialName")
+        on_job = None
+        if self._experiments is not None and trial:
+            try:
+                self._experiments.ensure_trial(info.experiment_config.get("ExperimentName") or info.pipeline_name,
+                                               trial)
+                on_job = lambda kind, name, arn: self._experiments.record_job(trial, kind, name, arn)  # noqa: E731
+            except ServiceError as exc:
+                log.warning("could not create the experiment/trial of %s: %s", info.arn, exc)
+        services = StepServices(call=self.call_operation, read_s3=self._read_s3, sqs_send=self._sqs_send,
+                                callbacks=self, on_job=on_job, poll_seconds=self._poll)
+        recorder = ExecutionRecorder(self._store, EXECUTION, info.arn, info.pipeline_arn,
+                                     on_finish=lambda: self._forget(info.arn))
+        run = ExecutionRun(definition, info, values, services, recorder, max_parallel=max_parallel,
+                           reuse=reuse, only=only)
+        with self._lock:
+            self._runs[info.arn] = run
+        run.start()
+
+    def _forget(self, arn: str) -> None:
+        with self._lock:
+            self._runs.pop(arn, None)
+
+    def _execution(self, arn: str | None) -> dict:
+        doc = self._store.get(EXECUTION, arn) if arn else None
+        if doc is None:
+            raise ResourceNotFound(f"Pipeline execution '{arn}' does not exist.")
+        return doc
+
+    def describe_execution(self, request: dict[str, Any]) -> dict[str, Any]:
+        return public(self._execution(request["PipelineExecutionArn"]))
+
+    def list_executions(self, request: dict[str, Any]) -> dict[str, Any]:
+        pipeline = self._pipeline(request["PipelineName"])
+        items = [d for d in self._store.all(EXECUTION) if d["PipelineArn"] == pipeline["PipelineArn"]]
+        query = {**request, "CreationTimeAfter": request.get("CreatedAfter"),
+                 "CreationTimeBefore": request.get("CreatedBefore")}
+        page, token = list_page(items, query, name_key="PipelineExecutionArn",
+                                sort_keys={"CreationTime": "CreationTime", "PipelineExecutionArn": "PipelineExecutionArn"})
+        summaries = []
+        for d in page:
+            summary = pick(d, ("PipelineExecutionArn", "PipelineExecutionStatus", "PipelineExecutionDescription",
+                               "PipelineExecutionDisplayName"))
+            summary["StartTime"] = d["CreationTime"]
+            if d.get("FailureReason"):
+                summary["PipelineExecutionFailureReason"] = d["FailureReason"]
+            summaries.append(summary)
+        result: dict[str, Any] = {"PipelineExecutionSummaries": summaries}
+        if token:
+            result["NextToken"] = token
+        return result
+
+    def list_steps(self, request: dict[str, Any]) -> dict[str, Any]:
+        if not request.get("PipelineExecutionArn"):
+            raise ValidationError("PipelineExecutionArn is required.")
+        doc = self._execution(request["PipelineExecutionArn"])
+        steps = [public(record) for record in doc["_Steps"].values()]
+        for step in steps:
+            if not step.get("Metadata"):
+                step.pop("Metadata", None)
+        query = {**request, "SortBy": "StartTime"}
+        page, token = list_page(steps, query, name_key="StepName", sort_keys={"StartTime": "StartTime"},
+                                default_sort="StartTime", default_max=100)
+        result: dict[str, Any] = {"PipelineExecutionSteps": page}
+        if token:
+            result["NextToken"] = token
+        return result
+
+    def describe_definition_for_execution(self, request: dict[str, Any]) -> dict[str, Any]:
+        doc = self._execution(request["PipelineExecutionArn"])
+        return {"PipelineDefinition": doc["_Definition"], "CreationTime": doc["CreationTime"]}
+
+    def list_parameters(self, request: dict[str, Any]) -> dict[str, Any]:
+        doc = self._execution(request["PipelineExecutionArn"])
+        items = [dict(p, CreationTime=i) for i, p in enumerate(doc["_Parameters"])]
+        page, token = list_page(items, {**request, "SortOrder": "Ascending"}, name_key="Name", default_max=50)
+        result: dict[str, Any] = {"PipelineParameters": [pick(p, ("Name", "Value")) for p in page]}
+        if token:
+            result["NextToken"] = token
+        return result
+
+    def stop_execution(self, request: dict[str, Any]) -> dict[str, Any]:
+        arn = request["PipelineExecutionArn"]
+        doc = self._execution(arn)
+        status = doc["PipelineExecutionStatus"]
+        if status in ("Stopping", "Stopped"):
+            return {"PipelineExecutionArn": arn}
+        if status != "Executing":
+            raise ConflictError(f"Pipeline execution {arn} is in status {status} and cannot be stopped.")
+        self._store.update(EXECUTION, arn, lambda d: d.update(PipelineExecutionStatus="Stopping",
+                                                              LastModifiedTime=now()))
+        with self._lock:
+            run = self._runs.get(arn)
+        if run is not None:
+            run.request_stop()
+        else:
+            self._store.update(EXECUTION, arn, lambda d: d.update(PipelineExecutionStatus="Stopped"))
+        return {"PipelineExecutionArn": arn}
+
+    def retry_execution(self, request: dict[str, Any]) -> dict[str, Any]:
+        arn = request["PipelineExecutionArn"]
+        doc = self._execution(arn)
+        status = doc["PipelineExecutionStatus"]
+        if status not in ("Failed", "Stopped"):
+            raise ConflictError(f"Pipeline execution {arn} is in status {status}; only Failed or Stopped "
+                                "executions can be retried.")
+        definition = parse_definition(doc["_Definition"])
+        values = resolve_parameters(definition, doc["_Parameters"])
+        reuse = {name: record for name, record in doc["_Steps"].items() if record["StepStatus"] == "Succeeded"}
+
+        def change(d: dict) -> None:
+            d.update(PipelineExecutionStatus="Executing", LastModifiedTime=now(), _Steps=reuse)
+            d.pop("FailureReason", None)
+            if request.get("ParallelismConfiguration"):
+                d["ParallelismConfiguration"] = request["ParallelismConfiguration"]
+
+        updated = self._store.update(EXECUTION, arn, change)
+        pipeline = self._store.get(PIPELINE, doc["_PipelineName"].lower()) or {}
+        parallelism = updated.get("ParallelismConfiguration") or pipeline.get("ParallelismConfiguration") or {}
+        info = ExecutionInfo(arn, arn.rsplit("/", 1)[-1], doc["_PipelineName"], doc["PipelineArn"],
+                             doc["CreationTime"], doc.get("PipelineExperimentConfig"))
+        self._launch(definition, info, values, parallelism.get("MaxParallelExecutionSteps") or DEFAULT_MAX_PARALLEL,
+                     reuse=reuse)
+        return {"PipelineExecutionArn": arn}
+
+    # ---- callback answers
+    def _callback(self, request: dict) -> tuple[dict, CallbackBox | None]:
+        token = request["CallbackToken"]
+        record = self._store.get(TOKEN, token)
+        if record is None:
+            raise ResourceNotFound(f"Callback token {token} does not exist.")
+        with self._lock:
+            box = self._boxes.get(token)
+        if box is None or box.done.is_set():
+            raise ConflictError(f"Step {record['StepName']} of pipeline execution {record['PipelineExecutionArn']} "
+                                "is not waiting for a callback (it already ended).")
+        return record, box
+
+    def send_success(self, request: dict[str, Any]) -> dict[str, Any]:
+        record, box = self._callback(request)
+        box.succeed(request.get("OutputParameters") or [])
+        return {"PipelineExecutionArn": record["PipelineExecutionArn"]}
+
+    def send_failure(self, request: dict[str, Any]) -> dict[str, Any]:
+        record, box = self._callback(request)
+        box.fail(request.get("FailureReason"))
+        return {"PipelineExecutionArn": record["PipelineExecutionArn"]}
+
+
+def _fail_everything(reason: str) -> Callable[[dict], None]:
+    def change(doc: dict) -> None:
+        stamp = now()
+        for record in doc.get("_Steps", {}).values():
+            if record["StepStatus"] in ("Starting", "Executing", "Stopping"):
+                record.update(StepStatus="Failed", FailureReason=reason, EndTime=stamp)
+        doc.update(PipelineExecutionStatus="Failed", FailureReason=reason, LastModifiedTime=stamp)
+
+    return change

@@ -1,0 +1,103 @@
+"""Helpers for the pipeline tests: definitions built from raw JSON, waits, step listings."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import ROLE, script_job, unique, upload_sourcedir
+
+TERMINAL = ("Succeeded", "Failed", "Stopped")
+
+# One training script for every Training step of the tests; MODE (Environment) picks the behaviour.
+TRAIN = """
+import os, pathlib, sys, time
+mode = os.environ.get("MODE", "ok")
+if mode == "sleep":
+    time.sleep(float(os.environ.get("SLEEP", "60")))
+if mode == "fail":
+    raise ValueError("training failed on purpose")
+if mode == "gate" and not os.path.exists(os.environ["GATE"]):
+    sys.exit("the gate file does not exist yet")
+if mode == "flaky":
+    counter = pathlib.Path(os.environ["COUNTER"])
+    count = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(count + 1))
+    if count == 0:
+        pathlib.Path("/opt/ml/output/failure").write_text("InternalServerError: simulated transient fault")
+        sys.exit(1)
+if mode == "count":
+    with open(os.environ["COUNTER"], "a") as handle:
+        handle.write("run\\n")
+print("score=" + os.environ.get("SCORE", "0.75"))
+open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w").write(os.environ.get("TRAINING_JOB_NAME", ""))
+"""
+
+
+def training_code(s3, bucket: str) -> str:
+    return upload_sourcedir(s3, bucket, {"train.py": TRAIN})
+
+
+def training_step(name: str, bucket: str, code: str, env: dict | None = None, **extra) -> dict:
+    """A Training step whose Arguments are a CreateTrainingJob request without the job name (as the SDK emits)."""
+    args = script_job("unused", bucket, code)
+    args.pop("TrainingJobName")
+    args["HyperParameters"].pop("sagemaker_job_name")
+    args["AlgorithmSpecification"]["MetricDefinitions"] = [{"Name": "score", "Regex": r"score=([0-9.]+)"}]
+    if env:
+        args["Environment"] = env
+    return {"Name": name, "Type": "Training", "Arguments": args, **extra}
+
+
+def definition(steps: list, parameters: list | None = None, experiment: bool = False) -> str:
+    doc = {"Version": "2020-12-01", "Metadata": {}, "Parameters": parameters or [], "Steps": steps,
+           "PipelineExperimentConfig": {"ExperimentName": {"Get": "Execution.PipelineName"},
+                                        "TrialName": {"Get": "Execution.PipelineExecutionId"}} if experiment else None}
+    return json.dumps(doc)
+
+
+def create_pipeline(sm, steps: list, parameters: list | None = None, *, prefix: str = "pl", **kwargs) -> str:
+    name = unique(prefix)
+    sm.create_pipeline(PipelineName=name, RoleArn=ROLE,
+                       PipelineDefinition=definition(steps, parameters, kwargs.pop("experiment", False)), **kwargs)
+    return name
+
+
+def start(sm, pipeline: str, **parameters) -> str:
+    items = [{"Name": k, "Value": str(v)} for k, v in parameters.items()]
+    return sm.start_pipeline_execution(PipelineName=pipeline, PipelineParameters=items)["PipelineExecutionArn"]
+
+
+def wait_execution(sm, arn: str, timeout: float = 180.0, until=TERMINAL) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        described = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
+        if described["PipelineExecutionStatus"] in until:
+            return described
+        time.sleep(0.1)
+    raise AssertionError(f"execution {arn} still {described['PipelineExecutionStatus']} after {timeout}s")
+
+
+def wait_step(sm, arn: str, step: str, status: str = "Executing", timeout: float = 60.0) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = steps_of(sm, arn).get(step)
+        if found and found["StepStatus"] == status and (status != "Executing" or found.get("Metadata")):
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"step {step} of {arn} did not reach {status}")
+
+
+def steps_of(sm, arn: str) -> dict[str, dict]:
+    pages = sm.get_paginator("list_pipeline_execution_steps").paginate(PipelineExecutionArn=arn)
+    return {s["StepName"]: s for page in pages for s in page["PipelineExecutionSteps"]}
+
+
+def job_name(sm, step: dict, kind: str = "TrainingJob") -> str:
+    """The job a step ran (its ARN carries the name lower-cased, so look it up by name)."""
+    arn = step["Metadata"][kind]["Arn"]
+    listing = {"TrainingJob": ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName", "TrainingJobArn"),
+               "ProcessingJob": ("list_processing_jobs", "ProcessingJobSummaries", "ProcessingJobName",
+                                 "ProcessingJobArn")}[kind]
+    found = getattr(sm, listing[0])(NameContains=arn.rsplit("/", 1)[-1], MaxResults=100)[listing[1]]
+    return next(j[listing[2]] for j in found if j[listing[3]] == arn)

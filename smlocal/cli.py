@@ -167,43 +167,66 @@ def _connected_clients():
 
 
 def cmd_jobs(args) -> int:
+    from smlocal.client import JOB_KINDS
+
     sm, _ = _connected_clients()
-    rows = []
-    for summary in sm.list_training_jobs(MaxResults=min(args.max, 100))["TrainingJobSummaries"]:
-        rows.append(("training", summary["TrainingJobName"], summary["TrainingJobStatus"],
-                     summary.get("SecondaryStatus", ""), summary["CreationTime"].strftime("%Y-%m-%d %H:%M:%S")))
+    jobs = []
+    for kind in JOB_KINDS:
+        for summary in getattr(sm, kind.list_call)(MaxResults=min(args.max, 100))[kind.summaries_key]:
+            detail = summary.get("SecondaryStatus") or summary.get("FailureReason", "")
+            jobs.append((summary["CreationTime"], kind.kind, summary[kind.name_key], summary[kind.status_key],
+                         detail.splitlines()[0][:80] if detail else ""))
+    jobs.sort(key=lambda job: job[0], reverse=True)
+    rows = [(kind, name, status, detail, created.strftime("%Y-%m-%d %H:%M:%S"))
+            for created, kind, name, status, detail in jobs[:args.max]]
     _table(("TYPE", "NAME", "STATUS", "DETAIL", "CREATED"), rows)
     return 0
 
 
 def cmd_logs(args) -> int:
+    from smlocal.client import JOB_KINDS, TERMINAL_JOB_STATUSES
+
     sm, logs = _connected_clients()
-    group = "/aws/sagemaker/TrainingJobs"
-    tokens: dict[str, str] = {}
+    tokens: dict[tuple[str, str], str] = {}
     while True:
-        streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=args.job + "/").get("logStreams", [])
-        if not streams and not args.follow:
+        found = False
+        for kind in JOB_KINDS:
+            try:
+                streams = logs.describe_log_streams(logGroupName=kind.log_group,
+                                                    logStreamNamePrefix=args.job + "/")["logStreams"]
+            except logs.exceptions.ResourceNotFoundException:  # no job of this kind has logged yet
+                continue
+            for stream in streams:
+                found = True
+                key = (kind.log_group, stream["logStreamName"])
+                kwargs = {"logGroupName": key[0], "logStreamName": key[1], "startFromHead": True}
+                if key in tokens:
+                    kwargs["nextToken"] = tokens[key]
+                page = logs.get_log_events(**kwargs)
+                for event in page["events"]:
+                    print(event["message"], flush=True)
+                tokens[key] = page["nextForwardToken"]
+        if not found and not args.follow:
             print(f"smlocal: no logs for job {args.job}", file=sys.stderr)
             return 1
-        for stream in streams:
-            name = stream["logStreamName"]
-            kwargs = {"logGroupName": group, "logStreamName": name, "startFromHead": True}
-            if name in tokens:
-                kwargs["nextToken"] = tokens[name]
-            page = logs.get_log_events(**kwargs)
-            for event in page["events"]:
-                print(event["message"], flush=True)
-            tokens[name] = page["nextForwardToken"]
         if not args.follow:
             return 0
-        try:
-            status = sm.describe_training_job(TrainingJobName=args.job)["TrainingJobStatus"]
-        except Exception:  # noqa: BLE001
-            status = "InProgress"
-        if status in ("Completed", "Failed", "Stopped"):
-            args.follow = False
+        if _job_status(sm, args.job) in TERMINAL_JOB_STATUSES:
+            args.follow = False  # one more pass picks up the last lines
             continue
         time.sleep(0.5)
+
+
+def _job_status(sm, name: str) -> str:
+    """The status of the job of any kind called ``name`` ("InProgress" until one is found)."""
+    from smlocal.client import JOB_KINDS
+
+    for kind in JOB_KINDS:
+        try:
+            return getattr(sm, kind.describe_call)(**{kind.name_key: name})[kind.status_key]
+        except sm.exceptions.ClientError:
+            continue
+    return "InProgress"
 
 
 def cmd_executions(args) -> int:

@@ -8,13 +8,54 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from smlocal.config import Settings, load_settings
 
-
 DEFAULT_ENDPOINT = "http://127.0.0.1:5555"  # where `smlocal up` and compose.yaml listen
+TERMINAL_JOB_STATUSES = ("Completed", "Failed", "Stopped")
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of SageMaker job as a client sees it: its API calls, keys and CloudWatch log group."""
+
+    kind: str
+    log_group: str
+    noun: str  # "TrainingJob": the List/Describe calls, summaries and name keys derive from it
+
+    @property
+    def list_call(self) -> str:
+        return f"list_{self._snake}s"
+
+    @property
+    def describe_call(self) -> str:
+        return f"describe_{self._snake}"
+
+    @property
+    def summaries_key(self) -> str:
+        return f"{self.noun}Summaries"
+
+    @property
+    def name_key(self) -> str:
+        return f"{self.noun}Name"
+
+    @property
+    def status_key(self) -> str:
+        return f"{self.noun}Status"
+
+    @property
+    def _snake(self) -> str:
+        return "".join("_" + c.lower() if c.isupper() else c for c in self.noun).lstrip("_")
+
+
+JOB_KINDS = (
+    JobKind("training", "/aws/sagemaker/TrainingJobs", "TrainingJob"),
+    JobKind("processing", "/aws/sagemaker/ProcessingJobs", "ProcessingJob"),
+    JobKind("transform", "/aws/sagemaker/TransformJobs", "TransformJob"),
+)
 
 
 def running_endpoint() -> str | None:

@@ -73,7 +73,8 @@ class Emulator:
         self.service = SageMakerService()
         identity = f"arn:aws:sts::{self.settings.account_id}:assumed-role/{DEFAULT_ROLE_NAME}/smlocal"
         self.gateway = Gateway(self.service, identity, self.settings.account_id,
-                               admin={"health": self._health, "reset": self.reset})
+                               admin={"health": self._health, "reset": self.reset,
+                                      "reset-all": self.reset_all})
         self._server = make_server(self.settings.host, self.settings.port, self.gateway, threaded=True,
                                    request_handler=_Handler)
         self._server.daemon_threads = True
@@ -222,3 +223,25 @@ class Emulator:
         """Forgets every SageMaker record (jobs keep running to their end, unrecorded)."""
         self.store.clear()
         return {"status": "reset"}
+
+    def reset_all(self, wait: float = 10.0) -> dict:
+        """Back to a fresh emulator: jobs stopped, SageMaker records and moto state (S3, IAM, Logs ...) gone.
+
+        Running and queued jobs are asked to stop and given ``wait`` seconds to end; a family with a
+        ``reset()`` method (e.g. one owning endpoint processes) is told first. moto is reset through
+        its documented ``POST /moto-api/reset``, which also drops the execution role, so the role is
+        created again. Used by the pytest plugin between tests (``/_smlocal/reset-all`` over HTTP).
+        """
+        import urllib.request
+
+        for family in self.families:
+            hook = getattr(family, "reset", None)
+            if callable(hook):
+                hook()
+        stopped = self.scheduler.stop_all(grace=1.0, wait=wait)
+        self.store.clear()
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+        self._bootstrap_identity(known_absent=True)
+        return {"status": "reset", "stoppedJobs": stopped}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Callable
 
 from smlocal.runtime.backends.base import RunControl
@@ -35,6 +36,24 @@ class JobScheduler:
     def control(self, key: str) -> RunControl | None:
         with self._lock:
             return self._controls.get(key)
+
+    def stop_all(self, grace: float = 1.0, wait: float = 10.0) -> int:
+        """Asks every running and queued job to stop and waits up to ``wait`` s for them to end.
+
+        Returns how many jobs were asked. The workers stay up for new jobs.
+        """
+        with self._lock:
+            controls = list(self._controls.values())
+        for control in controls:
+            control.grace_seconds = min(control.grace_seconds, grace)
+            control.stop.set()
+        deadline = time.monotonic() + wait
+        while controls and time.monotonic() < deadline:
+            with self._lock:
+                if not self._controls:
+                    break
+            time.sleep(0.01)
+        return len(controls)
 
     def shutdown(self, wait: float = 10.0) -> None:
         """Stops every running job and ends the workers."""

@@ -14,6 +14,8 @@ from pathlib import Path
 WORKFLOWS = {
     "sklearn-train": "smlocal.workflows.sklearn_train.main",
     "abalone": "smlocal.workflows.abalone.main",
+    "kedro-spaceflights": "smlocal.workflows.kedro_spaceflights.main",
+    "airflow-iris": "smlocal.workflows.airflow_iris.main",
 }
 
 

@@ -120,3 +120,38 @@ def test_server_restart_fails_jobs_that_were_running(tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_jobs_and_logs_cover_training_and_processing(sm, s3, bucket, emulator):
+    training = unique("cli-train")
+    submit = upload_sourcedir(s3, bucket, {"train.py": "print('hello from training')\n"})
+    sm.create_training_job(**script_job(training, bucket, submit))
+    processing = unique("cli-proc")
+    s3.put_object(Bucket=bucket, Key=f"{processing}/code/job.py", Body=b"print('hello from processing')\n")
+    sm.create_processing_job(
+        ProcessingJobName=processing, RoleArn="arn:aws:iam::123456789012:role/SageMakerExecutionRole",
+        ProcessingInputs=[{"InputName": "code", "S3Input": {
+            "S3Uri": f"s3://{bucket}/{processing}/code/job.py", "LocalPath": "/opt/ml/processing/input/code",
+            "S3DataType": "S3Prefix", "S3InputMode": "File"}}],
+        ProcessingResources={"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge",
+                                               "VolumeSizeInGB": 30}},
+        AppSpecification={"ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+                          "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/job.py"]})
+    env = {**_clean_env(), "SMLOCAL_ENDPOINT": emulator.endpoint}
+    # --follow returns once the job has ended, with every line it logged
+    followed = subprocess.run([*SMLOCAL, "logs", processing, "--follow"], capture_output=True, text=True, env=env,
+                              timeout=120)
+    assert followed.returncode == 0, followed.stderr
+    assert "hello from processing" in followed.stdout
+    assert sm.describe_processing_job(ProcessingJobName=processing)["ProcessingJobStatus"] == "Completed"
+    subprocess.run([*SMLOCAL, "logs", training, "--follow"], capture_output=True, env=env, timeout=120, check=True)
+    shown = subprocess.run([*SMLOCAL, "logs", training], capture_output=True, text=True, env=env, check=True)
+    assert "hello from training" in shown.stdout and "hello from processing" not in shown.stdout
+
+    listed = subprocess.run([*SMLOCAL, "jobs", "--max", "100"], capture_output=True, text=True, env=env, check=True)
+    rows = {line.split()[1]: line.split() for line in listed.stdout.splitlines()[1:]}
+    assert rows[training][0] == "training" and rows[training][2] == "Completed"
+    assert rows[processing][0] == "processing" and rows[processing][2] == "Completed"
+
+    missing = subprocess.run([*SMLOCAL, "logs", unique("no-such-job")], capture_output=True, text=True, env=env)
+    assert missing.returncode == 1 and "no logs for job" in missing.stderr

@@ -1,0 +1,327 @@
+"""pytest plugin: a real smlocal emulator for the tests of any repository that installs smlocal.
+
+Loaded automatically (``pytest11`` entry point ``smlocal``); disable with ``-p no:smlocal``.
+Nothing starts until a test asks for one of the fixtures below.
+
+Fixtures:
+    smlocal: (session) the emulator handle: ``endpoint``, ``region``, ``account_id``,
+        ``role_arn``, ``s3_endpoint``, ``env``, ``client(service)``, ``s3_client()``, ``reset()``.
+        Embedded (started in this process, data under pytest's tmp dir, ephemeral port: one per
+        xdist worker) unless ``--smlocal-endpoint URL`` or ``SMLOCAL_ENDPOINT`` names a running one.
+    smlocal_env: (function) the process environment points at smlocal (``AWS_ENDPOINT_URL``,
+        region, credentials, ``SMLOCAL_ROLE_ARN`` ...) with smlocal's SDK shims installed;
+        restored after the test.
+    smlocal_bucket: (function) the name of a new, empty S3 bucket.
+    smlocal_session: (function) a SageMaker SDK v2 ``sagemaker.Session`` wired to smlocal.
+    smlocal_sagemaker_client / smlocal_s3_client: (function) boto3 clients for smlocal.
+
+Isolation: before each test that uses any ``smlocal*`` fixture, every SageMaker record and all
+moto state (S3, IAM, CloudWatch Logs ...) is reset, and running jobs are stopped; the execution
+role is recreated. ``@pytest.mark.smlocal_shared_state`` skips that reset for a test.
+
+Failure reports: when such a test fails, the CloudWatch logs of the training, processing and
+transform jobs that failed during it are appended to its report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from smlocal.client import JOB_KINDS, JobKind
+
+SHARED_STATE_MARK = "smlocal_shared_state"
+_START = pytest.StashKey[float]()
+_HANDLE = pytest.StashKey["SmlocalHandle"]()
+LOG_TAIL_LINES = 200
+
+
+@dataclass
+class FailedJob:
+    """A job that ended Failed, with the tail of its CloudWatch log."""
+
+    kind: str
+    name: str
+    reason: str
+    log: str = ""
+
+
+@dataclass
+class SmlocalHandle:
+    """What the ``smlocal`` fixture gives a test: where the emulator is and how to talk to it."""
+
+    endpoint: str
+    settings: Any
+    emulator: Any = None  # the embedded smlocal.server.Emulator, None when external
+    isolate: bool = True
+    _clients: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def region(self) -> str:
+        return self.settings.region
+
+    @property
+    def account_id(self) -> str:
+        return self.settings.account_id
+
+    @property
+    def role_arn(self) -> str:
+        from smlocal.config import DEFAULT_ROLE_NAME
+
+        return f"arn:aws:iam::{self.settings.account_id}:role/{DEFAULT_ROLE_NAME}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return self.settings.s3_endpoint or self.endpoint
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that sends unchanged boto3/SDK code (also in subprocesses) to smlocal."""
+        from smlocal.env import client_environment
+
+        return client_environment(self.endpoint, self.settings)
+
+    def client(self, service: str, **kwargs):
+        """A boto3 client for ``service`` at smlocal (cached per service when no kwargs are given)."""
+        if service == "s3" and not kwargs:
+            return self.s3_client()
+        if kwargs:
+            return self._make_client(service, **kwargs)
+        if service not in self._clients:
+            self._clients[service] = self._make_client(service)
+        return self._clients[service]
+
+    def s3_client(self):
+        """A boto3 S3 client for smlocal's S3 (the external store's, when one is configured)."""
+        if "s3" not in self._clients:
+            from smlocal.env import s3_credentials
+
+            key, secret = s3_credentials(self.settings)
+            self._clients["s3"] = self._make_client("s3", endpoint_url=self.s3_endpoint,
+                                                    aws_access_key_id=key, aws_secret_access_key=secret,
+                                                    s3_path_style=True)
+        return self._clients["s3"]
+
+    def _make_client(self, service: str, *, s3_path_style: bool = False, **kwargs):
+        import boto3
+        from botocore.config import Config
+
+        from smlocal.server import CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY
+
+        options = {"retries": {"max_attempts": 2, "mode": "standard"}}
+        if s3_path_style:
+            options["s3"] = {"addressing_style": "path"}
+        params = {
+            "endpoint_url": self.endpoint,
+            "region_name": self.region,
+            "aws_access_key_id": CLIENT_ACCESS_KEY,
+            "aws_secret_access_key": CLIENT_SECRET_KEY,
+            "config": Config(**options),
+        }
+        params.update(kwargs)
+        return boto3.client(service, **params)
+
+    def reset(self) -> None:
+        """Stops running jobs and forgets all SageMaker and moto state; recreates the execution role."""
+        if self.emulator is not None:
+            self.emulator.reset_all()
+            return
+        _post(f"{self.endpoint}/_smlocal/reset-all")
+
+    def failed_jobs(self, since: float) -> list[FailedJob]:
+        """Jobs created at or after ``since`` (epoch seconds) that are now Failed, with their logs."""
+        sm = self.client("sagemaker")
+        found = []
+        for kind in JOB_KINDS:
+            try:
+                summaries = getattr(sm, kind.list_call)(StatusEquals="Failed", CreationTimeAfter=since,
+                                                        MaxResults=100)[kind.summaries_key]
+            except Exception:  # noqa: BLE001 - a family this emulator does not serve yet
+                continue
+            for summary in summaries:
+                name = summary[kind.name_key]
+                reason = summary.get("FailureReason") or self._failure_reason(kind, name)
+                found.append(FailedJob(kind.kind, name, reason, self.job_log(kind.log_group, name)))
+        return found
+
+    def _failure_reason(self, kind: JobKind, name: str) -> str:
+        try:
+            return getattr(self.client("sagemaker"), kind.describe_call)(**{kind.name_key: name}).get(
+                "FailureReason", "")
+        except Exception:  # noqa: BLE001
+            return ""
+
+    def job_log(self, group: str, name: str, tail: int = LOG_TAIL_LINES) -> str:
+        """The last ``tail`` lines of a job's log streams (``<name>/...``) in ``group``."""
+        logs = self.client("logs")
+        lines: list[str] = []
+        try:
+            streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{name}/")["logStreams"]
+            for stream in streams:
+                token = None
+                while True:
+                    kwargs = {"logGroupName": group, "logStreamName": stream["logStreamName"],
+                              "startFromHead": True}
+                    if token:
+                        kwargs["nextToken"] = token
+                    page = logs.get_log_events(**kwargs)
+                    lines += [event["message"] for event in page["events"]]
+                    if not page["events"] or page.get("nextForwardToken") in (None, token):
+                        break
+                    token = page["nextForwardToken"]
+        except Exception as exc:  # noqa: BLE001 - the report must still be written
+            return f"(could not read {group} logs for {name}: {exc})"
+        if len(lines) > tail:
+            lines = [f"... ({len(lines) - tail} earlier lines not shown)"] + lines[-tail:]
+        return "\n".join(lines)
+
+
+def _post(url: str) -> dict:
+    request = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.URLError as exc:
+        raise RuntimeError(f"smlocal at {url} could not be reset: {exc}") from exc
+
+
+# ---- hooks
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("smlocal", "smlocal SageMaker emulator")
+    group.addoption("--smlocal-endpoint", default=None, metavar="URL",
+                    help="use a running smlocal (e.g. `smlocal up`) instead of an embedded one; "
+                         "default: $SMLOCAL_ENDPOINT, else embedded")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{SHARED_STATE_MARK}: keep the smlocal state left by earlier tests (no reset before this test)",
+    )
+
+
+def _uses_plugin(fixturenames) -> bool:
+    return any(name == "smlocal" or name.startswith("smlocal_") for name in fixturenames)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.failed and report.when in ("setup", "call") and _START in item.stash and _HANDLE in item.stash:
+        try:
+            for job in item.stash[_HANDLE].failed_jobs(item.stash[_START] - 1.0):
+                headline = (job.reason.splitlines() or [""])[0][:120]
+                body = f"FailureReason: {job.reason}\n\n" + (job.log or "(no log lines)")
+                report.sections.append((f"smlocal: {job.kind} job {job.name} failed: {headline}", body))
+        except Exception as exc:  # noqa: BLE001 - never break pytest's reporting
+            report.sections.append(("smlocal: failed-job logs unavailable", repr(exc)))
+    return report
+
+
+# ---- fixtures
+def _external_endpoint(config: pytest.Config) -> str | None:
+    return config.getoption("smlocal_endpoint") or os.environ.get("SMLOCAL_ENDPOINT") or None
+
+
+@pytest.fixture(scope="session")
+def smlocal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The emulator for this test session (this xdist worker): embedded, or the one at the endpoint."""
+    from smlocal.config import Settings, load_settings
+
+    endpoint = _external_endpoint(request.config)
+    if endpoint:
+        from smlocal.client import health
+
+        info = health(endpoint)
+        if not info or info.get("status") != "ok":
+            raise pytest.UsageError(f"smlocal: no healthy emulator at {endpoint} (from --smlocal-endpoint "
+                                    "or SMLOCAL_ENDPOINT)")
+        settings = load_settings(region=info.get("region"))
+        if info.get("s3Endpoint") and info["s3Endpoint"] != endpoint:
+            settings = Settings(**{**settings.__dict__, "s3_endpoint": info["s3Endpoint"]})
+        shared = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1
+        if shared:
+            warnings.warn("smlocal: xdist workers share the external emulator at "
+                          f"{endpoint}; per-test state reset is off (tests must use their own names)",
+                          stacklevel=1)
+        yield SmlocalHandle(endpoint.rstrip("/"), settings, isolate=not shared)
+        return
+    from smlocal.server import Emulator
+
+    data_dir = tmp_path_factory.mktemp("smlocal-data")
+    emulator = Emulator(load_settings(data_dir=data_dir, port=0)).start()
+    try:
+        yield SmlocalHandle(emulator.endpoint, emulator.settings, emulator=emulator)
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(autouse=True)
+def _smlocal_isolation(request: pytest.FixtureRequest):
+    """Resets smlocal before each test that uses it (not for ``smlocal_shared_state`` tests)."""
+    if not _uses_plugin(request.fixturenames):
+        return
+    handle: SmlocalHandle = request.getfixturevalue("smlocal")
+    if handle.isolate and request.node.get_closest_marker(SHARED_STATE_MARK) is None:
+        handle.reset()
+    request.node.stash[_HANDLE] = handle
+    request.node.stash[_START] = time.time()
+
+
+@pytest.fixture
+def smlocal_env(smlocal: SmlocalHandle):
+    """Points this process's boto3/SDK clients (and subprocesses) at smlocal for one test."""
+    from smlocal import compat
+
+    patch = pytest.MonkeyPatch()
+    env = smlocal.env
+    for key in list(os.environ):
+        if key.startswith("AWS_ENDPOINT_URL_") and key not in env:
+            patch.delenv(key)
+    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        patch.delenv(key, raising=False)
+    for key, value in env.items():
+        patch.setenv(key, value)
+    compat.install()
+    try:
+        yield env
+    finally:
+        patch.undo()
+
+
+@pytest.fixture
+def smlocal_bucket(smlocal: SmlocalHandle) -> str:
+    """A new, empty bucket (``smlocal-test-<random>``)."""
+    name = f"smlocal-test-{uuid.uuid4().hex[:16]}"
+    smlocal.s3_client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def smlocal_session(smlocal_env, smlocal: SmlocalHandle):
+    """A SageMaker SDK v2 ``Session`` for smlocal; ``default_bucket()`` works."""
+    import boto3
+    import sagemaker
+
+    return sagemaker.Session(boto_session=boto3.Session(region_name=smlocal.region))
+
+
+@pytest.fixture
+def smlocal_sagemaker_client(smlocal: SmlocalHandle):
+    """A boto3 ``sagemaker`` client for smlocal."""
+    return smlocal.client("sagemaker")
+
+
+@pytest.fixture
+def smlocal_s3_client(smlocal: SmlocalHandle):
+    """A boto3 ``s3`` client for smlocal's S3."""
+    return smlocal.s3_client()

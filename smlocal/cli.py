@@ -59,6 +59,28 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("--follow", "-f", action="store_true")
     logs.set_defaults(func=cmd_logs)
 
+    promote = sub.add_parser("promote", help="create a pipeline that ran on smlocal in your AWS account",
+                             description="Copies a pipeline's definition (and the local S3 objects it reads) "
+                                         "to the AWS account of your own credentials, rewriting smlocal's "
+                                         "account, role and buckets. Give a bundled WORKFLOW (e.g. abalone) or "
+                                         "--pipeline NAME of a running smlocal.")
+    _server_flags(promote)
+    promote.add_argument("workflow", nargs="?", help="bundled pipeline workflow to define and promote (abalone)")
+    promote.add_argument("--to", required=True, choices=["aws"], help="where to promote to")
+    promote.add_argument("--pipeline", help="a pipeline of the running smlocal (instead of WORKFLOW)")
+    promote.add_argument("--role", required=True, metavar="ROLE_ARN",
+                         help="SageMaker execution role in the target account")
+    promote.add_argument("--name", help="pipeline name in the target (default: the same)")
+    promote.add_argument("--bucket", help="target bucket (default: sagemaker-REGION-ACCOUNT, created if missing)")
+    promote.add_argument("--region", help="target region (default: your AWS configuration's)")
+    promote.add_argument("--profile", help="AWS profile of the target")
+    promote.add_argument("--start", action="store_true", help="start an execution once created")
+    promote.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                         help="execution parameter with --start (repeatable)")
+    promote.add_argument("--dry-run", action="store_true",
+                         help="check and print the plan and the rewritten definition; write nothing")
+    promote.set_defaults(func=cmd_promote)
+
     executions = sub.add_parser("executions", help="list pipeline executions of a running emulator")
     executions.add_argument("--pipeline", help="only this pipeline's executions")
     executions.add_argument("--max", type=int, default=20, help="executions per pipeline")
@@ -164,6 +186,45 @@ def _connected_clients():
         region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
     )
     return session.client("sagemaker", endpoint_url=endpoint), session.client("logs", endpoint_url=endpoint)
+
+
+def cmd_promote(args) -> int:
+    import boto3
+
+    from smlocal.client import emulator_environment, running_endpoint
+    from smlocal.promote import Request, promote, source_from_env
+    from smlocal.workflows import define_pipeline
+
+    if bool(args.workflow) == bool(args.pipeline):
+        print("smlocal promote: give either a WORKFLOW or --pipeline NAME", file=sys.stderr)
+        return 2
+    params = {}
+    for item in args.param:
+        if "=" not in item:
+            print(f"--param expects NAME=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        key, value = item.split("=", 1)
+        params[key] = value
+    region = boto3.session.Session(profile_name=args.profile, region_name=args.region).region_name
+    if not region:
+        print("smlocal promote: no AWS region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION",
+              file=sys.stderr)
+        return 1
+    if args.pipeline and not running_endpoint():
+        print("smlocal promote: --pipeline needs a running smlocal (`smlocal up`, or SMLOCAL_ENDPOINT)",
+              file=sys.stderr)
+        return 1
+    request = Request(pipeline=args.pipeline or "", role_arn=args.role, target_name=args.name, bucket=args.bucket,
+                      region=region, profile=args.profile, start=args.start, parameters=params,
+                      dry_run=args.dry_run)
+    with emulator_environment(**_flags(args)) as env:
+        if args.workflow:
+            try:
+                request.pipeline = define_pipeline(args.workflow, env, image_region=region)
+            except (ValueError, RuntimeError) as exc:
+                print(f"smlocal promote: {exc}", file=sys.stderr)
+                return 1
+        return promote(source_from_env(env), request)
 
 
 def cmd_jobs(args) -> int:

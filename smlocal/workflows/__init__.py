@@ -17,6 +17,10 @@ WORKFLOWS = {
     "kedro-spaceflights": "smlocal.workflows.kedro_spaceflights.main",
     "airflow-iris": "smlocal.workflows.airflow_iris.main",
 }
+# workflows that define a SageMaker pipeline → its name (`smlocal promote WORKFLOW --to aws`)
+PIPELINE_WORKFLOWS = {
+    "abalone": "AbalonePipeline",
+}
 
 
 def run_workflow(name: str, params: dict[str, str], flags: dict) -> int:
@@ -31,6 +35,18 @@ def run_workflow(name: str, params: dict[str, str], flags: dict) -> int:
         for key, value in params.items():
             argv += ["--param", f"{key}={value}"]
         return subprocess.call(argv, env={**os.environ, **env})
+
+
+def define_pipeline(name: str, env: dict[str, str], image_region: str) -> str:
+    """Runs a pipeline workflow's definition half (upload, upsert, no execution); returns the pipeline name."""
+    if name not in PIPELINE_WORKFLOWS:
+        raise ValueError(f"workflow {name!r} defines no SageMaker pipeline; pipeline workflows: "
+                         f"{', '.join(sorted(PIPELINE_WORKFLOWS))}")
+    argv = [sys.executable, "-m", WORKFLOWS[name], "--define-only", "--image-region", image_region]
+    done = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"defining the {name} pipeline failed:\n{done.stdout}{done.stderr}")
+    return PIPELINE_WORKFLOWS[name]
 
 
 def workflow_dir(name: str) -> Path:

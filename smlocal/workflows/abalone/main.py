@@ -205,7 +205,12 @@ def report(execution, sm_client) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    params = dict(item.split("=", 1) for item in parser.parse_args().param)
+    parser.add_argument("--define-only", action="store_true",
+                        help="upload the data and upsert the pipeline, but start no execution "
+                             "(what `smlocal promote abalone` uses)")
+    parser.add_argument("--image-region", help="region of the image URIs (default: the session's)")
+    args = parser.parse_args()
+    params = dict(item.split("=", 1) for item in args.param)
 
     session = sagemaker.Session()
     bucket = session.default_bucket()
@@ -213,8 +218,12 @@ def main() -> int:
     fixtures = fixtures_dir()
     input_uri, batch_uri = upload_data(session, bucket, fixtures / "data")
 
-    pipeline = build_pipeline(role, bucket, input_uri, batch_uri, fixtures / "code", session.boto_region_name)
+    pipeline = build_pipeline(role, bucket, input_uri, batch_uri, fixtures / "code",
+                              args.image_region or session.boto_region_name)
     pipeline.upsert(role_arn=role)
+    if args.define_only:
+        print(f"Defined pipeline {PIPELINE_NAME}")
+        return 0
     execution = pipeline.start(parameters=params or None)
     print(f"Started {execution.arn}")
     description = wait_with_progress(execution)

@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a bundled workflow (abalone, sklearn-train, ...)")
     _server_flags(run)
     run.add_argument("workflow")
-    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", type=_name_value,
                      help="workflow parameter (repeatable)")
     run.set_defaults(func=cmd_run)
 
@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("--region", help="target region (default: your AWS configuration's)")
     promote.add_argument("--profile", help="AWS profile of the target")
     promote.add_argument("--start", action="store_true", help="start an execution once created")
-    promote.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+    promote.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", type=_name_value,
                          help="execution parameter with --start (repeatable)")
     promote.add_argument("--dry-run", action="store_true",
                          help="check and print the plan and the rewritten definition; write nothing")
@@ -90,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
     steps.add_argument("execution_arn")
     steps.set_defaults(func=cmd_steps)
     return parser
+
+
+def _name_value(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key, value
 
 
 def _server_flags(parser: argparse.ArgumentParser) -> None:
@@ -160,13 +167,7 @@ def cmd_exec(args) -> int:
 def cmd_run(args) -> int:
     from smlocal.workflows import run_workflow
 
-    params = {}
-    for item in args.param:
-        if "=" not in item:
-            print(f"--param expects NAME=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        key, value = item.split("=", 1)
-        params[key] = value
+    params = dict(args.param)
     return run_workflow(args.workflow, params, _flags(args))
 
 
@@ -198,13 +199,7 @@ def cmd_promote(args) -> int:
     if bool(args.workflow) == bool(args.pipeline):
         print("smlocal promote: give either a WORKFLOW or --pipeline NAME", file=sys.stderr)
         return 2
-    params = {}
-    for item in args.param:
-        if "=" not in item:
-            print(f"--param expects NAME=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        key, value = item.split("=", 1)
-        params[key] = value
+    params = dict(args.param)
     region = boto3.session.Session(profile_name=args.profile, region_name=args.region).region_name
     if not region:
         print("smlocal promote: no AWS region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION",

@@ -10,12 +10,12 @@ from typing import Any
 from smlocal.errors import ResourceInUse, ValidationError
 from smlocal.runtime import contract
 from smlocal.runtime.backends.base import RunControl
-from smlocal.runtime.job import RuntimeContext, kill_orphans, log_stream_name
+from smlocal.runtime.job import kill_orphans, log_stream_name
 from smlocal.runtime.logs import LogStreamWriter
 from smlocal.runtime.processing import KIND as RUNTIME_KIND
 from smlocal.runtime.processing import ProcessingOutcome, run_processing_job
-from smlocal.service.common import Account, list_page, now, pick
-from smlocal.service.scheduler import JobScheduler
+from smlocal.service.common import now
+from smlocal.service.job_family import JobFamily
 from smlocal.service.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,27 +38,13 @@ _CRASH_REASON = ("InternalServerError: the smlocal server stopped while this job
                  "process ended with it.")
 
 
-class ProcessingJobs:
+class ProcessingJobs(JobFamily):
     """The processing-job family of operations."""
 
-    def __init__(self, store: Store, scheduler: JobScheduler, account: Account, runtime: RuntimeContext):
-        self._store = store
-        self._scheduler = scheduler
-        self._account = account
-        self._runtime = runtime
-        self._closing = False
-
-    def close(self) -> None:
-        """The server is shutting down: jobs it ends now end Failed, not as if a user stopped them."""
-        self._closing = True
-
-    def operations(self) -> dict:
-        return {
-            "CreateProcessingJob": self.create,
-            "DescribeProcessingJob": self.describe,
-            "ListProcessingJobs": self.list,
-            "StopProcessingJob": self.stop,
-        }
+    KIND = KIND
+    NOUN = "processing job"
+    SUMMARY_KEYS = _SUMMARY_KEYS
+    SORT_KEYS = _SORT_KEYS
 
     # ---- operations
     def create(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -86,32 +72,9 @@ class ProcessingJobs:
     def describe(self, request: dict[str, Any]) -> dict[str, Any]:
         return self._get(request["ProcessingJobName"])
 
-    def list(self, request: dict[str, Any]) -> dict[str, Any]:
-        page, token = list_page(self._store.all(KIND), request, name_key="ProcessingJobName",
-                                status_key="ProcessingJobStatus", sort_keys=_SORT_KEYS)
-        result: dict[str, Any] = {"ProcessingJobSummaries": [pick(d, _SUMMARY_KEYS) for d in page]}
-        if token:
-            result["NextToken"] = token
-        return result
+    def not_found(self, name: str) -> ValidationError:
+        return ValidationError(f"Could not find processing job '{self._account.arn('processing-job', name)}'.")
 
-    def stop(self, request: dict[str, Any]) -> dict[str, Any]:
-        name = request["ProcessingJobName"]
-        doc = self._get(name)
-        if doc["ProcessingJobStatus"] != "InProgress":
-            raise ValidationError(
-                f"The request was rejected because the processing job is in status {doc['ProcessingJobStatus']}."
-            )
-        control = self._scheduler.control(f"{KIND}/{name}")
-        if control is not None:
-            control.stop.set()
-        self._store.update(KIND, name, lambda d: d.update(ProcessingJobStatus="Stopping", LastModifiedTime=now()))
-        return {}
-
-    def _get(self, name: str) -> dict[str, Any]:
-        doc = self._store.get(KIND, name)
-        if doc is None:
-            raise ValidationError(f"Could not find processing job '{self._account.arn('processing-job', name)}'.")
-        return doc
 
     # ---- lifecycle
     def recover(self) -> int:

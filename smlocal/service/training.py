@@ -9,11 +9,11 @@ from typing import Any
 
 from smlocal.errors import ResourceInUse, ValidationError, not_found
 from smlocal.runtime.backends.base import RunControl
-from smlocal.runtime.job import RuntimeContext, kill_orphans, log_stream_name
+from smlocal.runtime.job import kill_orphans, log_stream_name
 from smlocal.runtime.logs import LogStreamWriter
 from smlocal.runtime.training import run_training_job
-from smlocal.service.common import Account, list_page, now, pick
-from smlocal.service.scheduler import JobScheduler
+from smlocal.service.common import now
+from smlocal.service.job_family import JobFamily
 from smlocal.service.store import Store
 
 log = logging.getLogger(__name__)
@@ -36,27 +36,12 @@ _ECHOED = (
 )
 
 
-class TrainingJobs:
+class TrainingJobs(JobFamily):
     """The training-job family of operations."""
 
-    def __init__(self, store: Store, scheduler: JobScheduler, account: Account, runtime: RuntimeContext):
-        self._store = store
-        self._scheduler = scheduler
-        self._account = account
-        self._runtime = runtime
-        self._closing = False
-
-    def close(self) -> None:
-        """The server is shutting down: jobs it ends now end Failed, not as if a user stopped them."""
-        self._closing = True
-
-    def operations(self) -> dict:
-        return {
-            "CreateTrainingJob": self.create,
-            "DescribeTrainingJob": self.describe,
-            "ListTrainingJobs": self.list,
-            "StopTrainingJob": self.stop,
-        }
+    KIND = KIND
+    NOUN = "training job"
+    SUMMARY_KEYS = _SUMMARY_KEYS
 
     # ---- operations
     def create(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -87,34 +72,10 @@ class TrainingJobs:
         return {"TrainingJobArn": arn}
 
     def describe(self, request: dict[str, Any]) -> dict[str, Any]:
-        doc = self._store.get(KIND, request["TrainingJobName"])
-        if doc is None:
-            raise not_found()
-        return doc
+        return self._get(request["TrainingJobName"])
 
-    def list(self, request: dict[str, Any]) -> dict[str, Any]:
-        page, token = list_page(
-            self._store.all(KIND), request, name_key="TrainingJobName", status_key="TrainingJobStatus"
-        )
-        result: dict[str, Any] = {"TrainingJobSummaries": [pick(d, _SUMMARY_KEYS) for d in page]}
-        if token:
-            result["NextToken"] = token
-        return result
-
-    def stop(self, request: dict[str, Any]) -> dict[str, Any]:
-        name = request["TrainingJobName"]
-        doc = self._store.get(KIND, name)
-        if doc is None:
-            raise not_found()
-        if doc["TrainingJobStatus"] != "InProgress":
-            raise ValidationError(
-                f"The request was rejected because the training job is in status {doc['TrainingJobStatus']}."
-            )
-        control = self._scheduler.control(f"{KIND}/{name}")
-        if control is not None:
-            control.stop.set()
-        self._store.update(KIND, name, lambda d: d.update(TrainingJobStatus="Stopping", LastModifiedTime=now()))
-        return {}
+    def not_found(self, name: str) -> ValidationError:
+        return not_found()
 
     # ---- lifecycle
     def recover(self) -> int:

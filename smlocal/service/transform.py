@@ -25,7 +25,8 @@ from smlocal.runtime.logs import LogStreamWriter
 from smlocal.runtime.staging import StagingError, split_s3_uri
 from smlocal.runtime.transform import KIND as RUNTIME_KIND
 from smlocal.runtime.transform import LOG_GROUP, TransformLogs, TransformOutcome, run_transform_job
-from smlocal.service.common import Account, list_page, now, pick
+from smlocal.service.common import Account, now, pick
+from smlocal.service.job_family import JobFamily
 from smlocal.service.scheduler import JobScheduler
 from smlocal.service.store import Store
 
@@ -63,29 +64,18 @@ class ModelLookup(Protocol):
     def get(self, name: str) -> dict: ...
 
 
-class TransformJobs:
+class TransformJobs(JobFamily):
     """The transform-job family of operations."""
+
+    KIND = KIND
+    NOUN = "transform job"
+    SUMMARY_KEYS = _SUMMARY_KEYS
+    SORT_KEYS = _SORT_KEYS
 
     def __init__(self, store: Store, scheduler: JobScheduler, account: Account, runtime: RuntimeContext,
                  models: ModelLookup):
-        self._store = store
-        self._scheduler = scheduler
-        self._account = account
-        self._runtime = runtime
+        super().__init__(store, scheduler, account, runtime)
         self._models = models
-        self._closing = False
-
-    def close(self) -> None:
-        """The server is shutting down: jobs it ends now end Failed, not as if a user stopped them."""
-        self._closing = True
-
-    def operations(self) -> dict:
-        return {
-            "CreateTransformJob": self.create,
-            "DescribeTransformJob": self.describe,
-            "ListTransformJobs": self.list,
-            "StopTransformJob": self.stop,
-        }
 
     # ---- operations
     def create(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -113,32 +103,8 @@ class TransformJobs:
     def describe(self, request: dict[str, Any]) -> dict[str, Any]:
         return pick(self._get(request["TransformJobName"]), _DESCRIBE_KEYS)
 
-    def list(self, request: dict[str, Any]) -> dict[str, Any]:
-        page, token = list_page(self._store.all(KIND), request, name_key="TransformJobName",
-                                status_key="TransformJobStatus", sort_keys=_SORT_KEYS)
-        result: dict[str, Any] = {"TransformJobSummaries": [pick(d, _SUMMARY_KEYS) for d in page]}
-        if token:
-            result["NextToken"] = token
-        return result
-
-    def stop(self, request: dict[str, Any]) -> dict[str, Any]:
-        name = request["TransformJobName"]
-        doc = self._get(name)
-        if doc["TransformJobStatus"] != "InProgress":
-            raise ValidationError(
-                f"The request was rejected because the transform job is in status {doc['TransformJobStatus']}."
-            )
-        control = self._scheduler.control(f"{KIND}/{name}")
-        if control is not None:
-            control.stop.set()
-        self._store.update(KIND, name, lambda d: d.update(TransformJobStatus="Stopping", LastModifiedTime=now()))
-        return {}
-
-    def _get(self, name: str) -> dict[str, Any]:
-        doc = self._store.get(KIND, name)
-        if doc is None:
-            raise ValidationError(f"Could not find requested job with name {name}")
-        return doc
+    def not_found(self, name: str) -> ValidationError:
+        return ValidationError(f"Could not find requested job with name {name}")
 
     def _check_input(self, request: dict[str, Any], model: dict) -> None:
         source = request["TransformInput"]["DataSource"]["S3DataSource"]

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 from smlocal.runtime.backends.base import OutputSink, RunControl, RunResult, RunSpec
 

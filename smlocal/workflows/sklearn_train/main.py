@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import tarfile
 import tempfile
 from pathlib import Path

@@ -33,6 +33,7 @@ from smlocal.service.processing import ProcessingJobs
 from smlocal.service.registry import ModelRegistry
 from smlocal.service.scheduler import JobScheduler
 from smlocal.service.store import Store
+from smlocal.service.tags import Tags
 from smlocal.service.training import TrainingJobs
 from smlocal.service.transform import TransformJobs
 from smlocal.service.tuning import TuningJobs
@@ -132,7 +133,9 @@ class Emulator:
         self.tuning = TuningJobs(self.store, self.account, self.service)
         self.pipelines = Pipelines(self.store, self.account, service=self.service, read_s3=runtime.stager.read_bytes,
                                    client_factory=self.client, experiments=self.experiments)
-        return [self.registry, self.experiments, self.tuning, self.pipelines]
+        self.tags = Tags(self.store)
+        self.service.after_call(self.tags.record_created)
+        return [self.registry, self.experiments, self.tuning, self.pipelines, self.tags]
 
     def _bootstrap_identity(self, known_absent: bool = False) -> None:
         """Creates the execution role unless it exists (``known_absent``: right after a moto reset)."""

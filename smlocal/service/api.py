@@ -29,6 +29,11 @@ class SageMakerService:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._after: list[Callable[[str, dict[str, Any], dict[str, Any]], None]] = []
+
+    def after_call(self, hook: Callable[[str, dict[str, Any], dict[str, Any]], None]) -> None:
+        """``hook(operation, request, response)`` runs after every successful call (e.g. to keep Create* tags)."""
+        self._after.append(hook)
 
     def register(self, handlers: dict[str, Handler]) -> None:
         overlap = set(handlers) & set(self._handlers)
@@ -44,4 +49,7 @@ class SageMakerService:
         handler = self._handlers.get(operation)
         if handler is None:
             raise NotImplementedBySmlocal(operation)
-        return handler(request)
+        response = handler(request)
+        for hook in self._after:
+            hook(operation, request, response)
+        return response

@@ -1,0 +1,102 @@
+"""AddTags, ListTags, DeleteTags for every SageMaker resource smlocal keeps, and the ``Tags`` of Create calls.
+
+Tags live beside the records, keyed by the resource's ARN (lower case, as SageMaker ARNs are), so
+they outlive a restart with the rest of the state. AWS's rules: at most 50 tags per resource, keys
+starting with ``aws:`` are reserved, adding an existing key replaces its value.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from smlocal.errors import ValidationError
+from smlocal.service.store import Store
+
+KIND = "Tags"
+MAX_TAGS = 50
+# record kinds whose documents carry their resource's ARN (a member ending in "Arn" at the top level)
+TAGGABLE_KINDS = (
+    "TrainingJob", "ProcessingJob", "TransformJob", "HyperParameterTuningJob", "Model", "EndpointConfig",
+    "Endpoint", "Pipeline", "PipelineExecution", "ModelPackageGroup", "ModelPackage", "Experiment", "Trial",
+    "TrialComponent",
+)
+
+
+class Tags:
+    """The tagging operations; ``record_created`` is the hook for ``Tags`` given to Create* calls."""
+
+    def __init__(self, store: Store, kinds: Iterable[str] = TAGGABLE_KINDS):
+        self._store = store
+        self._kinds = tuple(kinds)
+
+    def operations(self) -> dict:
+        return {"AddTags": self.add, "ListTags": self.list, "DeleteTags": self.delete}
+
+    def recover(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+    def record_created(self, operation: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        """After a successful Create*: its request's ``Tags`` (or none) belong to the ARN it answered,
+        replacing any a deleted resource of the same name left behind."""
+        if not operation.startswith("Create"):
+            return
+        arns = [v for k, v in response.items() if k.endswith("Arn") and isinstance(v, str)]
+        if arns:
+            self._store.put(KIND, arns[0].lower(), {"Tags": _merge([], request.get("Tags") or [])})
+
+    # ---- operations
+    def add(self, request: dict[str, Any]) -> dict[str, Any]:
+        arn = self._resource(request["ResourceArn"])
+        _check_keys(t["Key"] for t in request["Tags"])
+        current = (self._store.get(KIND, arn) or {}).get("Tags", [])
+        merged = _merge(current, request["Tags"])
+        if len(merged) > MAX_TAGS:
+            raise ValidationError(f"The number of tags on resource {request['ResourceArn']} would exceed the "
+                                  f"maximum of {MAX_TAGS}.")
+        self._store.put(KIND, arn, {"Tags": merged})
+        return {"Tags": request["Tags"]}
+
+    def list(self, request: dict[str, Any]) -> dict[str, Any]:
+        arn = self._resource(request["ResourceArn"])
+        tags = (self._store.get(KIND, arn) or {}).get("Tags", [])
+        start = int(request.get("NextToken") or 0) if str(request.get("NextToken") or "0").isdigit() else None
+        if start is None:
+            raise ValidationError("Invalid pagination token.")
+        size = request.get("MaxResults") or 50
+        result: dict[str, Any] = {"Tags": tags[start:start + size]}
+        if start + size < len(tags):
+            result["NextToken"] = str(start + size)
+        return result
+
+    def delete(self, request: dict[str, Any]) -> dict[str, Any]:
+        arn = self._resource(request["ResourceArn"])
+        _check_keys(request["TagKeys"])
+        gone = set(request["TagKeys"])
+        current = (self._store.get(KIND, arn) or {}).get("Tags", [])
+        self._store.put(KIND, arn, {"Tags": [t for t in current if t["Key"] not in gone]})
+        return {}
+
+    def _resource(self, arn: str) -> str:
+        """The lower-case ARN of an existing resource, else the ValidationException AWS answers."""
+        wanted = arn.lower()
+        for kind in self._kinds:
+            for doc in self._store.all(kind):
+                if any(k.endswith("Arn") and isinstance(v, str) and v.lower() == wanted for k, v in doc.items()):
+                    return wanted
+        raise ValidationError(f"Resource {arn} does not exist.")
+
+
+def _merge(current: list[dict], added: list[dict]) -> list[dict]:
+    merged = {t["Key"]: t.get("Value", "") for t in current}
+    for tag in added:
+        merged[tag["Key"]] = tag.get("Value", "")
+    return [{"Key": k, "Value": v} for k, v in merged.items()]
+
+
+def _check_keys(keys: Iterable[str]) -> None:
+    for key in keys:
+        if key.lower().startswith("aws:"):
+            raise ValidationError(f"Tag keys beginning with 'aws:' are reserved for AWS use: {key}")

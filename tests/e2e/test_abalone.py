@@ -90,8 +90,10 @@ def test_same_definition_through_raw_boto3_runs_identically(abalone, sm):
     for threshold, expected, status in (("6.0", EXPECTED_IF, "Succeeded"), ("3.0", EXPECTED_ELSE, "Failed")):
         arn = sm.start_pipeline_execution(PipelineName=name, PipelineParameters=[
             {"Name": "MseThreshold", "Value": threshold}])["PipelineExecutionArn"]
-        assert _wait(sm, arn)["PipelineExecutionStatus"] == status
-        assert set(_steps(sm, arn)) == expected
+        described, steps = _wait(sm, arn), _steps(sm, arn)
+        assert described["PipelineExecutionStatus"] == status, {
+            name: (s["StepStatus"], s.get("FailureReason")) for name, s in steps.items()}
+        assert set(steps) == expected
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

@@ -70,6 +70,9 @@ def build_pipeline(role: str, bucket: str, input_uri: str, batch_uri: str, code_
             ProcessingOutput(output_name="test", source="/opt/ml/processing/test"),
         ],
         code=str(code_dir / "preprocessing.py"),
+        # a fixed shuffle seed makes the split, and so the MSE (about 4.8), the same on every run; the
+        # notebook shuffles unseeded, and over random splits the MSE varies (4.7 ± 0.4), rarely past 6.0
+        arguments=["--seed", "0"],
     )
     step_process = ProcessingStep(name="AbaloneProcess", step_args=processor_args)
 

@@ -6,10 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from smlocal.errors import ValidationError
-from smlocal.runtime.job import RuntimeContext
+from smlocal.runtime.job import RuntimeContext, kill_orphans
 from smlocal.service.common import Account, list_page, now, pick
 from smlocal.service.scheduler import JobScheduler
 from smlocal.service.store import Store
+
+
+CRASH_REASON = ("InternalServerError: the smlocal server stopped while this job was running; its "
+                "process ended with it.")
+SHUTDOWN_REASON = "InternalServerError: the smlocal server shut down while this job was running."
 
 
 class JobFamily:
@@ -19,6 +24,7 @@ class JobFamily:
     NOUN: str = ""  # "training job"
     SUMMARY_KEYS: tuple[str, ...] = ()
     SORT_KEYS: dict[str, str] | None = None
+    RUNTIME_KIND: str = ""  # the runtime's name for the kind, which tags the job's processes
 
     def __init__(self, store: Store, scheduler: JobScheduler, account: Account, runtime: RuntimeContext):
         self._store = store
@@ -68,6 +74,28 @@ class JobFamily:
             control.stop.set()
         self._store.update(self.KIND, name, lambda d: d.update({status_key: "Stopping", "LastModifiedTime": now()}))
         return {}
+
+    def recover(self) -> int:
+        """Marks jobs left InProgress/Stopping by a previous server process as Failed (their
+        orphaned processes are killed); returns how many."""
+        count = 0
+        for doc in self._store.all(self.KIND):
+            if doc[f"{self.KIND}Status"] in ("InProgress", "Stopping"):
+                name = doc[f"{self.KIND}Name"]
+                kill_orphans(self._runtime, self.RUNTIME_KIND, name)
+                self._fail(name, CRASH_REASON)
+                count += 1
+        return count
+
+    def _fail(self, name: str, reason: str) -> None:
+        """Records the job as Failed with ``reason`` (the family's own end-of-job bookkeeping)."""
+        raise NotImplementedError
+
+    def _stopped_by_shutdown(self, name: str, status: str) -> bool:
+        """A job that ended Stopped while the server shuts down, without a user's Stop call: it is
+        recorded Failed with SHUTDOWN_REASON, not as if a user had stopped it."""
+        current = self._store.get(self.KIND, name) or {}
+        return self._closing and status == "Stopped" and current.get(f"{self.KIND}Status") != "Stopping"
 
     def _get(self, name: str) -> dict[str, Any]:
         doc = self._store.get(self.KIND, name)

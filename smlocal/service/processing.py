@@ -10,12 +10,12 @@ from typing import Any
 from smlocal.errors import ResourceInUse, ValidationError
 from smlocal.runtime import contract
 from smlocal.runtime.backends.base import RunControl
-from smlocal.runtime.job import kill_orphans, log_stream_name
+from smlocal.runtime.job import log_stream_name
 from smlocal.runtime.logs import LogStreamWriter
 from smlocal.runtime.processing import KIND as RUNTIME_KIND
 from smlocal.runtime.processing import ProcessingOutcome, run_processing_job
 from smlocal.service.common import now
-from smlocal.service.job_family import JobFamily
+from smlocal.service.job_family import SHUTDOWN_REASON, JobFamily
 from smlocal.service.store import Store
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,6 @@ _ECHOED = (
     "AppSpecification", "Environment", "NetworkConfig", "RoleArn", "ExperimentConfig",
 )
 _SORT_KEYS = {"Name": "ProcessingJobName", "CreationTime": "CreationTime", "Status": "ProcessingJobStatus"}
-_SHUTDOWN_REASON = "InternalServerError: the smlocal server shut down while this job was running."
-_CRASH_REASON = ("InternalServerError: the smlocal server stopped while this job was running; its "
-                 "process ended with it.")
 
 
 class ProcessingJobs(JobFamily):
@@ -45,6 +42,7 @@ class ProcessingJobs(JobFamily):
     NOUN = "processing job"
     SUMMARY_KEYS = _SUMMARY_KEYS
     SORT_KEYS = _SORT_KEYS
+    RUNTIME_KIND = RUNTIME_KIND
 
     # ---- operations
     def create(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -75,17 +73,9 @@ class ProcessingJobs(JobFamily):
     def not_found(self, name: str) -> ValidationError:
         return ValidationError(f"Could not find processing job '{self._account.arn('processing-job', name)}'.")
 
-
     # ---- lifecycle
-    def recover(self) -> int:
-        """Marks jobs left InProgress/Stopping by a previous server process as Failed."""
-        count = 0
-        for doc in self._store.all(KIND):
-            if doc["ProcessingJobStatus"] in ("InProgress", "Stopping"):
-                kill_orphans(self._runtime, RUNTIME_KIND, doc["ProcessingJobName"])
-                self._finish(doc["ProcessingJobName"], ProcessingOutcome(failure_reason=_CRASH_REASON))
-                count += 1
-        return count
+    def _fail(self, name: str, reason: str) -> None:
+        self._finish(name, ProcessingOutcome(failure_reason=reason))
 
     def _run(self, name: str, control: RunControl) -> None:
         job = self._store.get(KIND, name)
@@ -102,9 +92,8 @@ class ProcessingJobs(JobFamily):
             reporter.close()
             if outcome is None:
                 outcome = ProcessingOutcome(failure_reason="InternalServerError: smlocal's runner crashed")
-            current = self._store.get(KIND, name) or {}
-            if self._closing and outcome.status == "Stopped" and current.get("ProcessingJobStatus") != "Stopping":
-                outcome.status, outcome.failure_reason = "Failed", _SHUTDOWN_REASON
+            if self._stopped_by_shutdown(name, outcome.status):
+                outcome.status, outcome.failure_reason = "Failed", SHUTDOWN_REASON
             self._finish(name, outcome)
 
     def _finish(self, name: str, outcome: ProcessingOutcome) -> None:

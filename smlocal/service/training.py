@@ -9,11 +9,11 @@ from typing import Any
 
 from smlocal.errors import ResourceInUse, ValidationError, not_found
 from smlocal.runtime.backends.base import RunControl
-from smlocal.runtime.job import kill_orphans, log_stream_name
+from smlocal.runtime.job import log_stream_name
 from smlocal.runtime.logs import LogStreamWriter
 from smlocal.runtime.training import run_training_job
 from smlocal.service.common import now
-from smlocal.service.job_family import JobFamily
+from smlocal.service.job_family import SHUTDOWN_REASON, JobFamily
 from smlocal.service.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class TrainingJobs(JobFamily):
     KIND = KIND
     NOUN = "training job"
     SUMMARY_KEYS = _SUMMARY_KEYS
+    RUNTIME_KIND = "training"
 
     # ---- operations
     def create(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -78,32 +79,8 @@ class TrainingJobs(JobFamily):
         return not_found()
 
     # ---- lifecycle
-    def recover(self) -> int:
-        """Marks jobs left InProgress/Stopping by a previous server process as Failed."""
-        count = 0
-        for doc in self._store.all(KIND):
-            if doc["TrainingJobStatus"] in ("InProgress", "Stopping"):
-                kill_orphans(self._runtime, "training", doc["TrainingJobName"])
-                stamp = now()
-
-                def fail(d: dict, stamp=stamp) -> None:
-                    _close_transition(d, stamp)
-                    d["SecondaryStatusTransitions"].append(
-                        {"Status": "Failed", "StartTime": stamp, "EndTime": stamp,
-                         "StatusMessage": "Training job failed"}
-                    )
-                    d.update(
-                        TrainingJobStatus="Failed",
-                        SecondaryStatus="Failed",
-                        FailureReason="InternalServerError: the smlocal server stopped while this job "
-                        "was running; its process ended with it.",
-                        TrainingEndTime=stamp,
-                        LastModifiedTime=stamp,
-                    )
-
-                self._store.update(KIND, doc["TrainingJobName"], fail)
-                count += 1
-        return count
+    def _fail(self, name: str, reason: str) -> None:
+        self._finish(name, "Failed", "Failed", reason, None, [], None, None)
 
     def _run(self, name: str, control: RunControl) -> None:
         job = self._store.get(KIND, name)
@@ -123,11 +100,9 @@ class TrainingJobs(JobFamily):
                 self._finish(name, "Failed", "Failed", "InternalServerError: smlocal's runner crashed",
                              None, [], None, None)
             else:
-                current = self._store.get(KIND, name) or {}
-                if self._closing and outcome.status == "Stopped" and current.get("TrainingJobStatus") != "Stopping":
+                if self._stopped_by_shutdown(name, outcome.status):
                     outcome.status = outcome.secondary = "Failed"
-                    outcome.failure_reason = ("InternalServerError: the smlocal server shut down while this "
-                                              "job was running.")
+                    outcome.failure_reason = SHUTDOWN_REASON
                 self._finish(name, outcome.status, outcome.secondary, outcome.failure_reason,
                              outcome.model_artifacts, outcome.metrics, outcome.started_at, outcome.ended_at)
 

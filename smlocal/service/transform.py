@@ -20,13 +20,13 @@ from typing import Any, Protocol
 
 from smlocal.errors import ResourceInUse, ValidationError
 from smlocal.runtime.backends.base import RunControl
-from smlocal.runtime.job import RuntimeContext, kill_orphans
+from smlocal.runtime.job import RuntimeContext
 from smlocal.runtime.logs import LogStreamWriter
 from smlocal.runtime.staging import StagingError, split_s3_uri
 from smlocal.runtime.transform import KIND as RUNTIME_KIND
 from smlocal.runtime.transform import LOG_GROUP, TransformLogs, TransformOutcome, run_transform_job
 from smlocal.service.common import Account, now, pick
-from smlocal.service.job_family import JobFamily
+from smlocal.service.job_family import SHUTDOWN_REASON, JobFamily
 from smlocal.service.scheduler import JobScheduler
 from smlocal.service.store import Store
 
@@ -52,9 +52,6 @@ _ECHOED = (
     "DataProcessing", "ExperimentConfig",
 )
 _SORT_KEYS = {"Name": "TransformJobName", "CreationTime": "CreationTime", "Status": "TransformJobStatus"}
-_SHUTDOWN_REASON = "InternalServerError: the smlocal server shut down while this job was running."
-_CRASH_REASON = ("InternalServerError: the smlocal server stopped while this job was running; its "
-                 "model server ended with it.")
 
 
 class ModelLookup(Protocol):
@@ -71,6 +68,7 @@ class TransformJobs(JobFamily):
     NOUN = "transform job"
     SUMMARY_KEYS = _SUMMARY_KEYS
     SORT_KEYS = _SORT_KEYS
+    RUNTIME_KIND = RUNTIME_KIND
 
     def __init__(self, store: Store, scheduler: JobScheduler, account: Account, runtime: RuntimeContext,
                  models: ModelLookup):
@@ -125,15 +123,8 @@ class TransformJobs(JobFamily):
             )
 
     # ---- lifecycle
-    def recover(self) -> int:
-        """Marks jobs left InProgress/Stopping by a previous server process as Failed."""
-        count = 0
-        for doc in self._store.all(KIND):
-            if doc["TransformJobStatus"] in ("InProgress", "Stopping"):
-                kill_orphans(self._runtime, RUNTIME_KIND, doc["TransformJobName"])
-                self._finish(doc["TransformJobName"], TransformOutcome(failure_reason=_CRASH_REASON))
-                count += 1
-        return count
+    def _fail(self, name: str, reason: str) -> None:
+        self._finish(name, TransformOutcome(failure_reason=reason))
 
     def _run(self, name: str, control: RunControl) -> None:
         job = self._store.get(KIND, name)
@@ -157,9 +148,8 @@ class TransformJobs(JobFamily):
                 logs.close()
             if outcome is None:
                 outcome = TransformOutcome(failure_reason="InternalServerError: smlocal's runner crashed")
-            current = self._store.get(KIND, name) or {}
-            if self._closing and outcome.status == "Stopped" and current.get("TransformJobStatus") != "Stopping":
-                outcome.status, outcome.failure_reason = "Failed", _SHUTDOWN_REASON
+            if self._stopped_by_shutdown(name, outcome.status):
+                outcome.status, outcome.failure_reason = "Failed", SHUTDOWN_REASON
             self._finish(name, outcome)
 
     def _started(self, name: str):

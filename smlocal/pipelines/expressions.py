@@ -27,6 +27,8 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from smlocal.textscan import closing_bracket
+
 __all__ = [
     "EXECUTION_VARIABLES", "EXPERIMENT_CONFIG_NAMES", "EvaluationContext", "ExpressionError",
     "Reference", "evaluate", "expression_kind", "iter_expressions", "parse_path",
@@ -151,7 +153,9 @@ def parse_path(text: str, *, leading_dot: bool = False) -> tuple[tuple[str, Any]
     while i < n:
         char = text[i]
         if char == "[":
-            close = _find_bracket_end(text, i)
+            close = closing_bracket(text, i)
+            if close < 0:
+                raise ExpressionError(f"Invalid path '{text}': unclosed '['.")
             inner = text[i + 1 : close].strip()
             if len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "'\"":
                 segments.append(("key", inner[1:-1]))
@@ -178,20 +182,6 @@ def parse_path(text: str, *, leading_dot: bool = False) -> tuple[tuple[str, Any]
     if not segments and not leading_dot:
         raise ExpressionError("Invalid path '': the path is empty.")
     return tuple(segments)
-
-
-def _find_bracket_end(text: str, start: int) -> int:
-    quote = None
-    for j in range(start + 1, len(text)):
-        char = text[j]
-        if quote:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == "]":
-            return j
-    raise ExpressionError(f"Invalid path '{text}': unclosed '['.")
 
 
 def parse_reference(text: Any) -> Reference:

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from smlocal.textscan import closing_bracket
+
 _NAME = re.compile(r"[^.\[\]'\"\s*]+")
 
 
@@ -114,26 +116,14 @@ def compile_path(text: str | None) -> JsonPath:
             steps.append(_Step("name", names=(match.group(),)))
             pos = match.end()
         elif char == "[":
-            end = _closing_bracket(source, pos, text)
+            end = closing_bracket(source, pos)
+            if end < 0:
+                raise JsonPathError(f"Invalid JsonPath: {text}: unclosed '['")
             steps.append(_parse_selector(source[pos + 1 : end].strip(), text))
             pos = end + 1
         else:
             raise JsonPathError(f"Invalid JsonPath: {text}: unexpected '{char}' at position {pos}")
     return JsonPath(source, tuple(steps))
-
-
-def _closing_bracket(source: str, start: int, text: str) -> int:
-    quote = None
-    for pos in range(start + 1, len(source)):
-        char = source[pos]
-        if quote:
-            if char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == "]":
-            return pos
-    raise JsonPathError(f"Invalid JsonPath: {text}: unclosed '['")
 
 
 def _parse_selector(body: str, text: str) -> _Step:

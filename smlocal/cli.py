@@ -190,20 +190,18 @@ def _connected_clients():
 
 
 def cmd_promote(args) -> int:
-    import boto3
-
     from smlocal.client import emulator_environment, running_endpoint
-    from smlocal.promote import Request, promote, source_from_env
+    from smlocal.promote import PromotionError, Request, promote, source_from_env, target_region
     from smlocal.workflows import define_pipeline
 
     if bool(args.workflow) == bool(args.pipeline):
         print("smlocal promote: give either a WORKFLOW or --pipeline NAME", file=sys.stderr)
         return 2
     params = dict(args.param)
-    region = boto3.session.Session(profile_name=args.profile, region_name=args.region).region_name
-    if not region:
-        print("smlocal promote: no AWS region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION",
-              file=sys.stderr)
+    try:
+        region = target_region(args.profile, args.region)
+    except PromotionError as exc:
+        print(f"smlocal promote: {exc}", file=sys.stderr)
         return 1
     if args.pipeline and not running_endpoint():
         print("smlocal promote: --pipeline needs a running smlocal (`smlocal up`, or SMLOCAL_ENDPOINT)",

@@ -61,22 +61,31 @@ def source_from_env(env: dict[str, str]) -> Source:
                   account=session.client("sts", endpoint_url=endpoint).get_caller_identity()["Account"])
 
 
+def target_region(profile: str | None, region: str | None) -> str:
+    """The target's region as boto3 resolves it from the caller's configuration."""
+    resolved = boto3.session.Session(profile_name=profile, region_name=region).region_name
+    if not resolved:
+        raise PromotionError("no AWS region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION")
+    return resolved
+
+
 def promote(source: Source, request: Request, out: Callable[[str], None] = print) -> int:
     """Promotes ``request.pipeline`` from ``source`` to the caller's AWS account; returns an exit code."""
     try:
-        session = boto3.session.Session(profile_name=request.profile, region_name=request.region)
-        target, clients = _resolve_target(session, source, request)
-        described = source.sagemaker.describe_pipeline(PipelineName=request.pipeline)
-        definition = json.loads(described["PipelineDefinition"])
-        local_buckets = {b["Name"] for b in source.s3.list_buckets().get("Buckets", [])}
-        plan = plan_promotion(definition, source_account=source.account, local_buckets=local_buckets,
-                              target=target)
-    except PromotionError as exc:
+        _promote(source, request, out)
+    except (ClientError, PromotionError) as exc:
         print(f"smlocal promote: {exc}", file=sys.stderr)
         return 1
-    except ClientError as exc:
-        print(f"smlocal promote: {exc}", file=sys.stderr)
-        return 1
+    return 0
+
+
+def _promote(source: Source, request: Request, out: Callable[[str], None]) -> None:
+    session = boto3.session.Session(profile_name=request.profile, region_name=request.region)
+    target, clients = _resolve_target(session, source, request)
+    described = source.sagemaker.describe_pipeline(PipelineName=request.pipeline)
+    local_buckets = {b["Name"] for b in source.s3.list_buckets().get("Buckets", [])}
+    plan = plan_promotion(json.loads(described["PipelineDefinition"]), source_account=source.account,
+                          local_buckets=local_buckets, target=target)
     name = request.target_name or request.pipeline
     out(f"Promoting pipeline {request.pipeline} from smlocal ({source.endpoint}) to AWS account "
         f"{target.account}, region {target.region}, as {name}")
@@ -84,43 +93,27 @@ def promote(source: Source, request: Request, out: Callable[[str], None] = print
     for note in plan.notes:
         out(f"  note: {note}")
     if plan.problems:
-        for problem in plan.problems:
-            print(f"smlocal promote: {problem}", file=sys.stderr)
-        print("smlocal promote: nothing was written to the target", file=sys.stderr)
-        return 1
-    try:
-        objects = _objects_to_copy(source.s3, plan)
-    except PromotionError as exc:
-        print(f"smlocal promote: {exc}", file=sys.stderr)
-        return 1
+        raise PromotionError("\nsmlocal promote: ".join([*plan.problems, "nothing was written to the target"]))
+    objects = _objects_to_copy(source.s3, plan)
     for copy in plan.copies:
         out(f"  copy {copy.source} -> {copy.target}")
     if request.dry_run:
         out("Dry run: nothing was written. The definition that would be created:")
         out(json.dumps(plan.definition, indent=2, sort_keys=True))
-        return 0
-    try:
-        _ensure_bucket(clients["s3"], target)
-        size = _copy_objects(source.s3, clients["s3"], objects)
-        out(f"Copied {len(objects)} object(s), {size} bytes")
-        arn = _upsert(clients["sagemaker"], name, plan, target, described)
-        out(f"Pipeline {arn}")
-        if request.start:
-            parameters = [{"Name": k, "Value": v} for k, v in (request.parameters or {}).items()]
-            started = clients["sagemaker"].start_pipeline_execution(PipelineName=name,
-                                                                    PipelineParameters=parameters)
-            out(f"Started {started['PipelineExecutionArn']}")
-        out(f"Console: {CONSOLE.format(region=target.region)}/{name}")
-    except (ClientError, PromotionError) as exc:
-        print(f"smlocal promote: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return
+    _ensure_bucket(clients["s3"], target)
+    size = _copy_objects(source.s3, clients["s3"], objects)
+    out(f"Copied {len(objects)} object(s), {size} bytes")
+    out(f"Pipeline {_upsert(clients['sagemaker'], name, plan, target, described)}")
+    if request.start:
+        parameters = [{"Name": k, "Value": v} for k, v in (request.parameters or {}).items()]
+        started = clients["sagemaker"].start_pipeline_execution(PipelineName=name, PipelineParameters=parameters)
+        out(f"Started {started['PipelineExecutionArn']}")
+    out(f"Console: {CONSOLE.format(region=target.region)}/{name}")
 
 
 def _resolve_target(session, source: Source, request: Request) -> tuple[Target, dict]:
-    region = session.region_name
-    if not region:
-        raise PromotionError("no AWS region: pass --region or set AWS_REGION / AWS_DEFAULT_REGION")
+    region = target_region(request.profile, request.region)
     clients = {name: session.client(name) for name in ("sts", "s3", "sagemaker")}
     if clients["sagemaker"].meta.endpoint_url.rstrip("/") == source.endpoint.rstrip("/"):
         raise PromotionError(f"the AWS target resolves to smlocal itself ({source.endpoint}): run promote "

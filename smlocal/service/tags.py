@@ -62,9 +62,10 @@ class Tags:
     def list(self, request: dict[str, Any]) -> dict[str, Any]:
         arn = self._resource(request["ResourceArn"])
         tags = (self._store.get(KIND, arn) or {}).get("Tags", [])
-        start = int(request.get("NextToken") or 0) if str(request.get("NextToken") or "0").isdigit() else None
-        if start is None:
+        token = request.get("NextToken") or "0"
+        if not token.isdigit():
             raise ValidationError("Invalid pagination token.")
+        start = int(token)
         size = request.get("MaxResults") or 50
         result: dict[str, Any] = {"Tags": tags[start:start + size]}
         if start + size < len(tags):

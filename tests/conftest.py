@@ -6,7 +6,6 @@ import io
 import os
 import tarfile
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -115,3 +114,23 @@ def wait_for(sm, name: str, timeout: float = 120.0) -> dict:
             return job
         time.sleep(0.1)
     raise AssertionError(f"training job {name} did not finish in {timeout}s: {job['TrainingJobStatus']}")
+
+
+def aws_error(exc_info) -> tuple[str, str]:
+    """(Code, Message) of a botocore ClientError caught by pytest.raises."""
+    err = exc_info.value.response["Error"]
+    return err["Code"], err["Message"]
+
+
+def put_s3(s3, bucket: str, key: str, body: str | bytes) -> str:
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode() if isinstance(body, str) else body)
+    return f"s3://{bucket}/{key}"
+
+
+def read_s3(s3, uri: str) -> bytes:
+    bucket, key = uri[5:].split("/", 1)
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def s3_keys(s3, bucket: str, prefix: str) -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import boto3
-import pytest
 
 from conftest import script_job, unique, upload_sourcedir
 

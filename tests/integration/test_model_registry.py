@@ -5,16 +5,11 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import unique
+from conftest import aws_error, unique
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.0-1-cpu-py3"
 SPEC = {"Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://bucket/model.tar.gz"}],
         "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]}
-
-
-def _error(exc_info) -> tuple[str, str]:
-    err = exc_info.value.response["Error"]
-    return err["Code"], err["Message"]
 
 
 def test_versioned_packages_in_a_group(sm):
@@ -27,7 +22,7 @@ def test_versioned_packages_in_a_group(sm):
     assert described["ModelPackageGroupDescription"] == "abalone models"
     with pytest.raises(ClientError) as exc:
         sm.create_model_package_group(ModelPackageGroupName=group)
-    assert _error(exc)[0] == "ValidationException"
+    assert aws_error(exc)[0] == "ValidationException"
 
     metrics = {"ModelQuality": {"Statistics": {"ContentType": "application/json",
                                               "S3Uri": "s3://bucket/evaluation.json"}}}
@@ -58,13 +53,13 @@ def test_versioned_packages_in_a_group(sm):
 
     with pytest.raises(ClientError) as exc:
         sm.delete_model_package_group(ModelPackageGroupName=group)
-    assert _error(exc)[0] == "ConflictException"
+    assert aws_error(exc)[0] == "ConflictException"
     sm.delete_model_package(ModelPackageName=first)
     sm.delete_model_package(ModelPackageName=second)
     sm.delete_model_package_group(ModelPackageGroupName=group)
     with pytest.raises(ClientError) as exc:
         sm.describe_model_package_group(ModelPackageGroupName=group)
-    assert _error(exc)[0] == "ValidationException"
+    assert aws_error(exc)[0] == "ValidationException"
 
 
 def test_unversioned_packages_and_errors(sm):
@@ -77,14 +72,14 @@ def test_unversioned_packages_and_errors(sm):
     assert sm.list_model_packages(ModelPackageType="Versioned", NameContains=name)["ModelPackageSummaryList"] == []
     with pytest.raises(ClientError) as exc:
         sm.create_model_package(ModelPackageName=unique("p"), ModelPackageGroupName=unique("g"))
-    assert _error(exc) == ("ValidationException", "Both ModelPackageName and ModelPackageGroupName are provided in "
+    assert aws_error(exc) == ("ValidationException", "Both ModelPackageName and ModelPackageGroupName are provided in "
                                                   "the input. Cannot determine which one to use.")
     with pytest.raises(ClientError) as exc:
         sm.create_model_package(ModelPackageGroupName=unique("nogroup"), InferenceSpecification=SPEC)
-    assert _error(exc)[0] == "ValidationException" and "does not exist" in _error(exc)[1]
+    assert aws_error(exc)[0] == "ValidationException" and "does not exist" in aws_error(exc)[1]
     with pytest.raises(ClientError) as exc:
         sm.create_model_package(ModelApprovalStatus="Approved", ModelPackageName=unique("p"))
-    assert _error(exc)[0] == "ValidationException"
+    assert aws_error(exc)[0] == "ValidationException"
     with pytest.raises(ClientError) as exc:
         sm.describe_model_package(ModelPackageName=unique("absent"))
-    assert _error(exc)[0] == "ValidationException"
+    assert aws_error(exc)[0] == "ValidationException"

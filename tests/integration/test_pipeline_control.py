@@ -11,15 +11,10 @@ import sys
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import unique
+from conftest import aws_error, unique
 from pipeline_support import (
     create_pipeline, definition, job_name, start, steps_of, training_code, training_step, wait_execution, wait_step,
 )  # fmt: skip
-
-
-def _error(exc_info) -> tuple[str, str]:
-    err = exc_info.value.response["Error"]
-    return err["Code"], err["Message"]
 
 
 def test_stop_stops_running_jobs_and_starts_nothing_new(sm, s3, bucket):
@@ -39,7 +34,7 @@ def test_stop_stops_running_jobs_and_starts_nothing_new(sm, s3, bucket):
     assert sm.describe_training_job(TrainingJobName=job_name(sm, running))["TrainingJobStatus"] == "Stopped"
     with pytest.raises(ClientError) as exc:
         sm.stop_pipeline_execution(PipelineExecutionArn=arn.replace(arn.rsplit("/", 1)[-1], "nosuchexecut"))
-    assert _error(exc)[0] == "ResourceNotFound"
+    assert aws_error(exc)[0] == "ResourceNotFound"
 
 
 def test_retry_reruns_only_failed_and_not_run_steps(sm, s3, bucket, tmp_path):
@@ -54,7 +49,7 @@ def test_retry_reruns_only_failed_and_not_run_steps(sm, s3, bucket, tmp_path):
     assert set(before) == {"Good", "Gated"} and before["Gated"]["StepStatus"] == "Failed"
     with pytest.raises(ClientError) as exc:
         sm.retry_pipeline_execution(PipelineExecutionArn=arn.rsplit("/", 2)[0] + "/execution/aaaaaaaaaaaa")
-    assert _error(exc)[0] == "ResourceNotFound"
+    assert aws_error(exc)[0] == "ResourceNotFound"
     gate.write_text("open")
     assert sm.retry_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionArn"] == arn
     described = wait_execution(sm, arn)
@@ -66,7 +61,7 @@ def test_retry_reruns_only_failed_and_not_run_steps(sm, s3, bucket, tmp_path):
     assert after["Gated"]["Metadata"]["TrainingJob"]["Arn"] != before["Gated"]["Metadata"]["TrainingJob"]["Arn"]
     with pytest.raises(ClientError) as exc:
         sm.retry_pipeline_execution(PipelineExecutionArn=arn)
-    assert _error(exc)[0] == "ConflictException"
+    assert aws_error(exc)[0] == "ConflictException"
 
 
 def test_cache_hits_skip_the_work(sm, s3, bucket, tmp_path):
@@ -157,10 +152,10 @@ def test_callback_step_completed_through_boto3(sm, emulator):
     assert found["Echo"]["FailureReason"] == "approved"
     with pytest.raises(ClientError) as exc:
         sm.send_pipeline_execution_step_success(CallbackToken=body["token"])
-    assert _error(exc)[0] == "ConflictException"
+    assert aws_error(exc)[0] == "ConflictException"
     with pytest.raises(ClientError) as exc:
         sm.send_pipeline_execution_step_failure(CallbackToken="Zz00000000")
-    assert _error(exc)[0] == "ResourceNotFound"
+    assert aws_error(exc)[0] == "ResourceNotFound"
 
 
 def test_callback_failure_and_stop_while_waiting(sm, emulator):
@@ -203,7 +198,7 @@ def test_selective_execution_reuses_the_source_steps(sm, s3, bucket):
     with pytest.raises(ClientError) as exc:
         sm.start_pipeline_execution(PipelineName=pipeline, SelectiveExecutionConfig={
             "SourcePipelineExecutionArn": source, "SelectedSteps": [{"StepName": "Nope"}]})
-    assert _error(exc)[0] == "ValidationException"
+    assert aws_error(exc)[0] == "ValidationException"
 
 
 @pytest.mark.slow

@@ -8,15 +8,10 @@ import re
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROLE, unique
+from conftest import ROLE, aws_error, unique
 from pipeline_support import (
     create_pipeline, definition, job_name, start, steps_of, training_code, training_step, wait_execution,
 )  # fmt: skip
-
-
-def _error(exc_info) -> tuple[str, str]:
-    err = exc_info.value.response["Error"]
-    return err["Code"], err["Message"]
 
 
 def _fail(name: str, message, **extra) -> dict:
@@ -67,7 +62,7 @@ def test_pipeline_crud_and_describe(sm):
     assert json.loads(described["PipelineDefinition"])["Parameters"] == THRESHOLD
     with pytest.raises(ClientError) as exc:
         sm.create_pipeline(PipelineName=name, RoleArn=ROLE, PipelineDefinition=described["PipelineDefinition"])
-    code, message = _error(exc)
+    code, message = aws_error(exc)
     assert code == "ValidationException" and "already exists" in message  # what the SDK's upsert looks for
     updated = sm.update_pipeline(PipelineName=name, PipelineDefinition=definition([_condition("Only", [])]))
     assert updated["PipelineVersionId"] == 2
@@ -82,7 +77,7 @@ def test_pipeline_crud_and_describe(sm):
     sm.delete_pipeline(PipelineName=name)
     with pytest.raises(ClientError) as exc:
         sm.describe_pipeline(PipelineName=name)
-    assert _error(exc)[0] == "ResourceNotFound"
+    assert aws_error(exc)[0] == "ResourceNotFound"
 
 
 def test_definition_from_s3_location(sm, s3, bucket):
@@ -104,7 +99,7 @@ def test_definition_from_s3_location(sm, s3, bucket):
 def test_bad_definitions_are_rejected_at_create(sm, steps, parameters, fragment):
     with pytest.raises(ClientError) as exc:
         create_pipeline(sm, steps, parameters)
-    code, message = _error(exc)
+    code, message = aws_error(exc)
     assert code == "ValidationException"
     assert fragment in message
 
@@ -113,16 +108,16 @@ def test_parameters_are_type_checked_at_start(sm):
     pipeline = create_pipeline(sm, _branching_steps(), THRESHOLD + [{"Name": "Count", "Type": "Integer"}])
     with pytest.raises(ClientError) as exc:
         start(sm, pipeline, Threshold="abc", Count=1)
-    assert _error(exc) == ("ValidationException", "Value 'abc' for parameter 'Threshold' is not a valid Float.")
+    assert aws_error(exc) == ("ValidationException", "Value 'abc' for parameter 'Threshold' is not a valid Float.")
     with pytest.raises(ClientError) as exc:
         start(sm, pipeline)
-    assert _error(exc) == ("ValidationException", "Parameter 'Count' is undefined.")
+    assert aws_error(exc) == ("ValidationException", "Parameter 'Count' is undefined.")
     with pytest.raises(ClientError) as exc:
         start(sm, pipeline, Count=1, Nope="x")
-    assert _error(exc) == ("ValidationException", "Unknown parameter 'Nope'")
+    assert aws_error(exc) == ("ValidationException", "Unknown parameter 'Nope'")
     with pytest.raises(ClientError) as exc:
         sm.start_pipeline_execution(PipelineName=unique("missing"))
-    assert _error(exc)[0] == "ResourceNotFound"
+    assert aws_error(exc)[0] == "ResourceNotFound"
     arn = start(sm, pipeline, Count=7)
     wait_execution(sm, arn)
     listed = sm.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)["PipelineParameters"]
@@ -355,4 +350,4 @@ def test_model_and_register_model_steps(sm, s3, bucket):
     assert sm.describe_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupStatus"] == "Completed"
     with pytest.raises(ClientError) as exc:
         start(sm, pipeline, Approval="Maybe")
-    assert _error(exc)[0] == "ValidationException"
+    assert aws_error(exc)[0] == "ValidationException"

@@ -10,29 +10,10 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROLE, SKLEARN_IMAGE, unique
+from conftest import ROLE, SKLEARN_IMAGE, aws_error, put_s3, read_s3, s3_keys, unique
 
 ALGORITHM_ERROR = "AlgorithmError: See job logs for more information"
 LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
-
-
-def _error(exc_info) -> tuple[str, str]:
-    err = exc_info.value.response["Error"]
-    return err["Code"], err["Message"]
-
-
-def _put(s3, bucket: str, key: str, body: str | bytes) -> str:
-    s3.put_object(Bucket=bucket, Key=key, Body=body.encode() if isinstance(body, str) else body)
-    return f"s3://{bucket}/{key}"
-
-
-def _read(s3, uri: str) -> bytes:
-    bucket, key = uri[5:].split("/", 1)
-    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-
-def _keys(s3, bucket: str, prefix: str) -> list[str]:
-    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
 
 
 def _s3_input(name: str, uri: str, local: str, **extra) -> dict:
@@ -43,7 +24,7 @@ def _s3_input(name: str, uri: str, local: str, **extra) -> dict:
 def _request(name: str, bucket: str, s3, script: str, *, inputs=(), outputs=(), count: int = 1,
              **extra) -> dict:
     """A CreateProcessingJob request shaped like the SDK's ScriptProcessor's."""
-    code = _put(s3, bucket, f"{name}/input/code/job.py", textwrap.dedent(script))
+    code = put_s3(s3, bucket, f"{name}/input/code/job.py", textwrap.dedent(script))
     request = {
         "ProcessingJobName": name,
         "ProcessingInputs": [*inputs, _s3_input("code", code, "/opt/ml/processing/input/code")],
@@ -83,7 +64,7 @@ def _log_lines(emulator, name: str) -> dict[str, list[str]]:
 
 # ---- boto3: lifecycle and the container contract
 def test_completed_job_contract_shape_and_logs(sm, s3, bucket, emulator):
-    data = _put(s3, bucket, "raw/data.csv", "a,b\n1,2\n")
+    data = put_s3(s3, bucket, "raw/data.csv", "a,b\n1,2\n")
     name = unique("proc")
     script = """
         import json, os, sys
@@ -115,14 +96,14 @@ def test_completed_job_contract_shape_and_logs(sm, s3, bucket, emulator):
     assert job["ProcessingInputs"][0]["S3Input"]["S3CompressionType"] == "None"
     assert job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3UploadMode"] == "EndOfJob"
 
-    seen = json.loads(_read(s3, f"s3://{bucket}/{name}/output/out/seen.json"))
+    seen = json.loads(read_s3(s3, f"s3://{bucket}/{name}/output/out/seen.json"))
     assert seen["argv"] == ["--rows", "1"]
     assert seen["stage"] == "test"
     assert seen["name"] == name
     assert seen["resources"] == {"current_host": "algo-1", "hosts": ["algo-1"]}
     assert seen["inputs"] == ["code", "data.csv"]
     assert seen["sklearn_version"] == "1.2-1"
-    assert _read(s3, f"s3://{bucket}/{name}/output/out/nested/n.txt") == b"deep"
+    assert read_s3(s3, f"s3://{bucket}/{name}/output/out/nested/n.txt") == b"deep"
 
     streams = _log_lines(emulator, name)
     assert len(streams) == 1
@@ -145,7 +126,7 @@ def test_failing_container_fails_the_job_like_aws(sm, s3, bucket):
     assert job["ProcessingJobStatus"] == "Failed"
     assert job["FailureReason"] == ALGORITHM_ERROR
     assert job["ExitMessage"] == "bad input: 3 columns, expected 9"
-    assert _keys(s3, bucket, f"{name}/output/") == []  # nothing is uploaded for a failed job
+    assert s3_keys(s3, bucket, f"{name}/output/") == []  # nothing is uploaded for a failed job
     summary = sm.list_processing_jobs(NameContains=name)["ProcessingJobSummaries"][0]
     assert summary["FailureReason"] == ALGORITHM_ERROR
     assert summary["ExitMessage"] == "bad input: 3 columns, expected 9"
@@ -154,7 +135,7 @@ def test_failing_container_fails_the_job_like_aws(sm, s3, bucket):
 def test_sharded_input_across_two_hosts(sm, s3, bucket, emulator):
     prefix = unique("shards")
     for i in range(4):
-        _put(s3, bucket, f"{prefix}/part-{i}.csv", f"{i}\n")
+        put_s3(s3, bucket, f"{prefix}/part-{i}.csv", f"{i}\n")
     name = unique("shard")
     script = """
         import json, os
@@ -171,7 +152,7 @@ def test_sharded_input_across_two_hosts(sm, s3, bucket, emulator):
     sm.create_processing_job(**_request(name, bucket, s3, script, inputs=inputs, outputs=["out"], count=2))
     job = _wait(sm, name)
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
-    views = {host: json.loads(_read(s3, f"s3://{bucket}/{name}/output/out/{host}.json"))
+    views = {host: json.loads(read_s3(s3, f"s3://{bucket}/{name}/output/out/{host}.json"))
              for host in ("algo-1", "algo-2")}
     everything = [f"part-{i}.csv" for i in range(4)]
     assert all(len(v["sharded"]) == 2 for v in views.values())
@@ -183,12 +164,12 @@ def test_sharded_input_across_two_hosts(sm, s3, bucket, emulator):
 
 def test_manifest_and_gzip_pipe_inputs_are_staged_as_files(sm, s3, bucket, emulator):
     prefix = unique("inmodes")
-    _put(s3, bucket, f"{prefix}/m/a.txt", "A")
-    _put(s3, bucket, f"{prefix}/m/b.txt", "B")
-    _put(s3, bucket, f"{prefix}/m/c.txt", "C")
-    manifest = _put(s3, bucket, f"{prefix}/list.manifest",
+    put_s3(s3, bucket, f"{prefix}/m/a.txt", "A")
+    put_s3(s3, bucket, f"{prefix}/m/b.txt", "B")
+    put_s3(s3, bucket, f"{prefix}/m/c.txt", "C")
+    manifest = put_s3(s3, bucket, f"{prefix}/list.manifest",
                     json.dumps([{"prefix": f"s3://{bucket}/{prefix}/m/"}, "a.txt", "c.txt"]))
-    packed = _put(s3, bucket, f"{prefix}/z/rows.csv.gz", gzip.compress(b"1,2\n3,4\n"))
+    packed = put_s3(s3, bucket, f"{prefix}/z/rows.csv.gz", gzip.compress(b"1,2\n3,4\n"))
     name = unique("modes")
     script = """
         import json, os
@@ -205,7 +186,7 @@ def test_manifest_and_gzip_pipe_inputs_are_staged_as_files(sm, s3, bucket, emula
                                         outputs=["out"]))
     job = _wait(sm, name)
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
-    assert json.loads(_read(s3, f"s3://{bucket}/{name}/output/out/seen.json")) == {
+    assert json.loads(read_s3(s3, f"s3://{bucket}/{name}/output/out/seen.json")) == {
         "manifest": ["a.txt", "c.txt"], "gz": "1,2\n3,4\n"}
     lines = next(iter(_log_lines(emulator, name).values()))
     assert any("'packed' asks for Pipe mode" in line for line in lines)
@@ -219,7 +200,7 @@ def test_entrypoint_less_framework_image_runs_its_arguments(sm, s3, bucket):
                                    "ContainerArguments": ["python3", "/opt/ml/processing/input/code/job.py"]}
     sm.create_processing_job(**request)
     assert _wait(sm, name)["ProcessingJobStatus"] == "Completed"
-    assert _read(s3, f"s3://{bucket}/{name}/output/out/x.txt") == b"args ran"
+    assert read_s3(s3, f"s3://{bucket}/{name}/output/out/x.txt") == b"args ran"
     # neither entrypoint nor arguments: the image's default command (bash, no input) ends at once
     bare = unique("bare")
     request = _request(bare, bucket, s3, "raise SystemExit(1)\n")
@@ -304,7 +285,7 @@ def test_duplicate_name_is_resource_in_use(sm, s3, bucket):
     with pytest.raises(ClientError) as exc:
         sm.create_processing_job(**request)
     arn = f"arn:aws:sagemaker:us-east-1:123456789012:processing-job/{name.lower()}"
-    assert _error(exc) == ("ResourceInUse", "Job name must be unique within an AWS account and region, "
+    assert aws_error(exc) == ("ResourceInUse", "Job name must be unique within an AWS account and region, "
                                             f"and a job with this name already exists ({arn})")
     _wait(sm, name)
 
@@ -314,7 +295,7 @@ def test_describe_and_stop_unknown_job(sm):
     for call in (sm.describe_processing_job, sm.stop_processing_job):
         with pytest.raises(ClientError) as exc:
             call(ProcessingJobName="no-such-job")
-        assert _error(exc) == ("ValidationException", f"Could not find processing job '{arn}'.")
+        assert aws_error(exc) == ("ValidationException", f"Could not find processing job '{arn}'.")
 
 
 @pytest.mark.parametrize("change, fragment", [
@@ -335,7 +316,7 @@ def test_invalid_requests_are_validation_exceptions(sm, s3, bucket, change, frag
     change(request)
     with pytest.raises(ClientError) as exc:
         sm.create_processing_job(**request)
-    code, message = _error(exc)
+    code, message = aws_error(exc)
     assert code == "ValidationException"
     assert fragment in message
     with pytest.raises(ClientError):  # nothing was recorded
@@ -362,10 +343,10 @@ def test_stop_ends_a_sleeping_job(sm, s3, bucket):
     job = _wait(sm, name, timeout=30)
     assert job["ProcessingJobStatus"] == "Stopped"
     assert "FailureReason" not in job
-    assert _keys(s3, bucket, f"{name}/output/") == []
+    assert s3_keys(s3, bucket, f"{name}/output/") == []
     with pytest.raises(ClientError) as exc:
         sm.stop_processing_job(ProcessingJobName=name)
-    assert _error(exc) == ("ValidationException",
+    assert aws_error(exc) == ("ValidationException",
                            "The request was rejected because the processing job is in status Stopped.")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SKLEARN_IMAGE, unique
+from conftest import SKLEARN_IMAGE, read_s3, unique
 
 pytestmark = pytest.mark.slow
 
@@ -17,10 +17,6 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "abalone"
 SKLEARN_023_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:0.23-1-cpu-py3"
 ALGORITHM_ERROR = "AlgorithmError: See job logs for more information"
 
-
-def _read(s3, uri: str) -> bytes:
-    bucket, key = uri[5:].split("/", 1)
-    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
 def _sdk():
     import sagemaker
@@ -72,7 +68,7 @@ def test_sklearn_processor_preprocesses_abalone(abalone_split, s3):
     assert "Wrote 2923 rows to /opt/ml/processing/train/train.csv" in abalone_split["printed"]
     counts = {}
     for name, prefix in abalone_split["outputs"].items():
-        rows = _csv_rows(_read(s3, f"{prefix}/{name}.csv"))
+        rows = _csv_rows(read_s3(s3, f"{prefix}/{name}.csv"))
         counts[name] = len(rows)
         assert all(len(row) == 11 for row in rows)
         assert all(1 <= row[0] <= 29 and row[0] == int(row[0]) for row in rows)  # rings first
@@ -103,7 +99,7 @@ def test_evaluation_script_scores_a_builtin_xgboost_model(abalone_split, s3):
                           ProcessingInput(source=outputs["test"], destination="/opt/ml/processing/test")],
                   outputs=[ProcessingOutput(output_name="evaluation", source="/opt/ml/processing/evaluation")],
                   wait=True, logs=False)
-    report = json.loads(_read(s3, evaluator.latest_job.outputs[0].destination + "/evaluation.json"))
+    report = json.loads(read_s3(s3, evaluator.latest_job.outputs[0].destination + "/evaluation.json"))
     mse = report["regression_metrics"]["mse"]
     assert set(mse) == {"value", "standard_deviation"}
     assert 0 < mse["value"] < 10  # predicting the mean alone scores about 10.4 on abalone
@@ -121,7 +117,7 @@ def test_script_processor_runs_code_with_arguments(client_env, s3, tmp_path):
     processor.run(code=str(script), arguments=["--n", "21"],
                   outputs=[ProcessingOutput(output_name="out", source="/opt/ml/processing/out")],
                   wait=True, logs=False)
-    assert _read(s3, processor.latest_job.outputs[0].destination + "/r.txt") == b"42"
+    assert read_s3(s3, processor.latest_job.outputs[0].destination + "/r.txt") == b"42"
 
 
 def test_framework_processor_runs_a_source_dir_with_requirements(client_env, s3, tmp_path):
@@ -156,7 +152,7 @@ def test_framework_processor_runs_a_source_dir_with_requirements(client_env, s3,
                   wait=True, logs=False)
     job = processor.latest_job.describe()
     assert job["AppSpecification"]["ContainerEntrypoint"][0] == "/bin/bash"
-    result = _read(s3, processor.latest_job.outputs[0].destination + "/r.txt")
+    result = read_s3(s3, processor.latest_job.outputs[0].destination + "/r.txt")
     assert result == b"hello world from requirements.txt"
 
 

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from conftest import unique
-from pipeline_support import TERMINAL, training_code, training_step, wait_execution
+from pipeline_support import training_code, training_step, wait_execution
 
 SMLOCAL = [sys.executable, "-m", "smlocal.cli"]
 PROD_ROLE = "arn:aws:iam::123456789012:role/ProductionSageMakerRole"
@@ -62,7 +62,7 @@ def test_pipeline_is_copied_with_its_inputs_and_runs_in_the_target(emulator, aws
                            "--bucket", target_bucket, "--start"], env=_env(emulator.endpoint, aws.endpoint),
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert f"Copied 2 object(s)" in done.stdout
+    assert "Copied 2 object(s)" in done.stdout
 
     target_sm, target_s3 = aws.client("sagemaker"), aws.client("s3")
     promoted = target_sm.describe_pipeline(PipelineName=name)

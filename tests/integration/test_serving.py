@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROLE, SKLEARN_IMAGE, unique
+from conftest import ROLE, SKLEARN_IMAGE, aws_error, unique
 
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.0-1-cpu-py3"
 KNN_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/knn:1"
@@ -46,11 +46,6 @@ TRAIN = textwrap.dedent(
     """
 )
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
-
-
-def _error(exc_info) -> tuple[str, str]:
-    err = exc_info.value.response["Error"]
-    return err["Code"], err["Message"]
 
 
 def _tar(files: dict[str, bytes]) -> bytes:
@@ -116,7 +111,7 @@ def test_model_and_config_errors_are_worded_as_aws(sm):
     assert sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=ROLE)["ModelArn"] == arn
     with pytest.raises(ClientError) as exc:
         sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=ROLE)
-    assert _error(exc) == ("ValidationException", f'Cannot create already existing model "{arn}".')
+    assert aws_error(exc) == ("ValidationException", f'Cannot create already existing model "{arn}".')
     described = sm.describe_model(ModelName=name)
     assert described["PrimaryContainer"] == {**container, "Mode": "SingleModel", "Environment": {}}
     assert described["EnableNetworkIsolation"] is False and described["ExecutionRoleArn"] == ROLE
@@ -141,14 +136,14 @@ def test_model_and_config_errors_are_worded_as_aws(sm):
     ):
         with pytest.raises(ClientError) as exc:
             call(**kwargs)
-        assert _error(exc) == ("ValidationException", f"Could not find {what}.")
+        assert aws_error(exc) == ("ValidationException", f"Could not find {what}.")
 
     config = unique("cfg")
     variant = {"VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
     sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[variant])
     with pytest.raises(ClientError) as exc:
         sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[variant])
-    assert _error(exc) == ("ValidationException", "Cannot create already existing endpoint configuration "
+    assert aws_error(exc) == ("ValidationException", "Cannot create already existing endpoint configuration "
                            f'"arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint-config/{config}".')
     assert sm.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"] == [
         {**variant, "InitialVariantWeight": 1.0}]
@@ -164,7 +159,7 @@ def test_model_and_config_errors_are_worded_as_aws(sm):
 def test_invoke_unknown_endpoint_is_a_validation_error(runtime):
     with pytest.raises(ClientError) as exc:
         runtime.invoke_endpoint(EndpointName="no-such-endpoint", Body=b"1,2", ContentType="text/csv")
-    assert _error(exc) == ("ValidationError", f"Endpoint no-such-endpoint of account {ACCOUNT} not found.")
+    assert aws_error(exc) == ("ValidationError", f"Endpoint no-such-endpoint of account {ACCOUNT} not found.")
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
@@ -216,7 +211,7 @@ def test_boto3_endpoint_lifecycle_shapes_and_errors(sm, s3, bucket, runtime, emu
     assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424
     with pytest.raises(ClientError) as exc:
         runtime.invoke_endpoint(EndpointName=endpoint, Body=b"1", ContentType="text/csv", TargetVariant="Other")
-    assert _error(exc)[0] == "ValidationError"
+    assert aws_error(exc)[0] == "ValidationError"
 
     # the traceback of that failure is in the variant's log stream
     logs = emulator.client("logs")
@@ -244,7 +239,7 @@ def test_boto3_endpoint_lifecycle_shapes_and_errors(sm, s3, bucket, runtime, emu
     with pytest.raises(ClientError) as exc:
         sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=other)
     arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint/{endpoint}"
-    assert _error(exc) == ("ValidationException", f'Cannot update in-progress endpoint "{arn}".')
+    assert aws_error(exc) == ("ValidationException", f'Cannot update in-progress endpoint "{arn}".')
     doc = _wait_endpoint(sm, endpoint)
     assert doc["EndpointStatus"] == "InService" and doc["EndpointConfigName"] == other
     assert [(v["VariantName"], v["CurrentWeight"], v["CurrentInstanceCount"]) for v in doc["ProductionVariants"]] \
@@ -272,7 +267,7 @@ def test_boto3_endpoint_lifecycle_shapes_and_errors(sm, s3, bucket, runtime, emu
     sm.get_waiter("endpoint_deleted").wait(EndpointName=endpoint, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     with pytest.raises(ClientError) as exc:
         runtime.invoke_endpoint(EndpointName=endpoint, Body=b"1", ContentType="text/csv")
-    assert _error(exc)[0] == "ValidationError"
+    assert aws_error(exc)[0] == "ValidationError"
     assert not (emulator.settings.data_dir / "jobs" / "endpoint" / endpoint).exists()
 
 
@@ -489,7 +484,7 @@ def test_sdk_sklearn_estimator_deploys_two_endpoints_at_once(client_env, tmp_pat
         sm.get_waiter("endpoint_deleted").wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
         with pytest.raises(ClientError) as exc:
             sm.describe_endpoint_config(EndpointConfigName=name)
-        assert "Could not find endpoint configuration" in _error(exc)[1]
+        assert "Could not find endpoint configuration" in aws_error(exc)[1]
 
 
 @pytest.mark.slow

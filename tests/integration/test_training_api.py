@@ -10,12 +10,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROLE, script_job, unique, upload_sourcedir, wait_for
-
-
-def _error(exc_info) -> tuple[str, str]:
-    err = exc_info.value.response["Error"]
-    return err["Code"], err["Message"]
+from conftest import aws_error, script_job, unique, upload_sourcedir, wait_for
 
 
 def _model_files(s3, uri: str) -> dict[str, bytes]:
@@ -96,7 +91,7 @@ def test_invalid_requests_are_validation_exceptions(sm, bucket, change, fragment
     change(request)
     with pytest.raises(ClientError) as exc:
         sm.create_training_job(**request)
-    code, message = _error(exc)
+    code, message = aws_error(exc)
     assert code == "ValidationException"
     assert fragment in message
     assert message.startswith(f"{count} validation error{'s' if count > 1 else ''} detected: ")
@@ -126,8 +121,8 @@ def test_duplicate_name_is_resource_in_use(sm, s3, bucket):
     sm.create_training_job(**script_job(name, bucket, code))
     with pytest.raises(ClientError) as exc:
         sm.create_training_job(**script_job(name, bucket, code))
-    assert _error(exc)[0] == "ResourceInUse"
-    assert "a training job with this name already exists" in _error(exc)[1]
+    assert aws_error(exc)[0] == "ResourceInUse"
+    assert "a training job with this name already exists" in aws_error(exc)[1]
     wait_for(sm, name)
 
 
@@ -135,13 +130,13 @@ def test_describe_and_stop_unknown_job(sm):
     for call in (sm.describe_training_job, sm.stop_training_job):
         with pytest.raises(ClientError) as exc:
             call(TrainingJobName="no-such-job")
-        assert _error(exc) == ("ValidationException", "Requested resource not found.")
+        assert aws_error(exc) == ("ValidationException", "Requested resource not found.")
 
 
 def test_unknown_operation_is_a_clear_error(sm):
     with pytest.raises(ClientError) as exc:
         sm.describe_compilation_job(CompilationJobName="x")
-    code, message = _error(exc)
+    code, message = aws_error(exc)
     assert code == "NotImplementedBySmlocal"
     assert "DescribeCompilationJob is not implemented by smlocal" in message
 
@@ -163,7 +158,7 @@ def test_stop_ends_a_sleeping_job(sm, s3, bucket):
     assert [t["Status"] for t in job["SecondaryStatusTransitions"]][-3:] == ["Stopping", "Uploading", "Stopped"]
     with pytest.raises(ClientError) as exc:
         sm.stop_training_job(TrainingJobName=name)
-    assert _error(exc)[0] == "ValidationException"
+    assert aws_error(exc)[0] == "ValidationException"
 
 
 def test_max_runtime_stops_the_job(sm, s3, bucket):

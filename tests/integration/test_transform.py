@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROLE, SKLEARN_IMAGE, unique, upload_sourcedir, wait_for
+from conftest import (ROLE, SKLEARN_IMAGE, aws_error, put_s3, read_s3, s3_keys, unique, upload_sourcedir,
+                      wait_for)
 
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.0-1-cpu-py3"
 LOG_GROUP = "/aws/sagemaker/TransformJobs"
@@ -20,23 +21,6 @@ CLIENT_FAILURE = "ClientError: See job logs for more information"
 
 
 # ---- helpers
-def _error(exc_info) -> tuple[str, str]:
-    err = exc_info.value.response["Error"]
-    return err["Code"], err["Message"]
-
-
-def _put(s3, bucket: str, key: str, body: str | bytes) -> str:
-    s3.put_object(Bucket=bucket, Key=key, Body=body.encode() if isinstance(body, str) else body)
-    return f"s3://{bucket}/{key}"
-
-
-def _read(s3, uri: str) -> bytes:
-    bucket, key = uri[5:].split("/", 1)
-    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-
-def _keys(s3, bucket: str, prefix: str) -> list[str]:
-    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
 
 
 def _csv(rows) -> str:
@@ -85,7 +69,7 @@ def _features(n: int, seed: int = 0) -> np.ndarray:
 
 
 def _model_tar(s3, uri: str) -> tarfile.TarFile:
-    return tarfile.open(fileobj=io.BytesIO(_read(s3, uri)))
+    return tarfile.open(fileobj=io.BytesIO(read_s3(s3, uri)))
 
 
 # ---- a built-in XGBoost model, trained once for the module
@@ -97,7 +81,7 @@ def xgb(emulator):
     s3.create_bucket(Bucket=bucket)
     x = _features(300, seed=1)
     y = x @ np.array([1.0, -2.0, 0.5, 3.0]) + 1.0
-    train = _put(s3, bucket, "train/train.csv", _csv(np.column_stack([y, x])))
+    train = put_s3(s3, bucket, "train/train.csv", _csv(np.column_stack([y, x])))
     job = unique("xgb-train")
     sm.create_training_job(
         TrainingJobName=job, RoleArn=ROLE,
@@ -136,13 +120,13 @@ def _predictions(text: bytes) -> np.ndarray:
 def test_xgboost_multi_record_csv_gives_one_prediction_per_line_in_order(sm, s3, emulator, xgb):
     bucket, x = xgb["bucket"], _features(2000, seed=2)
     name = unique("xgb-multi")
-    source = _put(s3, bucket, f"{name}/in/data.csv", _csv(x))
+    source = put_s3(s3, bucket, f"{name}/in/data.csv", _csv(x))
     sm.create_transform_job(**_transform_request(
         name, xgb["model"], f"s3://{bucket}/{name}/in/", f"s3://{bucket}/{name}/out",
         BatchStrategy="MultiRecord", MaxPayloadInMB=1, MaxConcurrentTransforms=4))
     job = _wait(sm, name)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
-    out = _read(s3, f"s3://{bucket}/{name}/out/data.csv.out")
+    out = read_s3(s3, f"s3://{bucket}/{name}/out/data.csv.out")
     np.testing.assert_allclose(_predictions(out), xgb["predict"](x), rtol=1e-5)
     assert source.endswith("data.csv")
 
@@ -164,7 +148,7 @@ def test_xgboost_multi_record_csv_gives_one_prediction_per_line_in_order(sm, s3,
 def test_xgboost_single_record_with_accept_and_assemble_line(sm, s3, xgb):
     bucket, x = xgb["bucket"], _features(25, seed=3)
     name = unique("xgb-single")
-    _put(s3, bucket, f"{name}/in/data.csv", _csv(x))
+    put_s3(s3, bucket, f"{name}/in/data.csv", _csv(x))
     sm.create_transform_job(**_transform_request(
         name, xgb["model"], f"s3://{bucket}/{name}/in/data.csv", f"s3://{bucket}/{name}/out/",
         BatchStrategy="SingleRecord", TransformOutput={"Accept": "text/csv", "AssembleWith": "Line"}))
@@ -172,7 +156,7 @@ def test_xgboost_single_record_with_accept_and_assemble_line(sm, s3, xgb):
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     head = s3.head_object(Bucket=bucket, Key=f"{name}/out/data.csv.out")
     assert head["ContentType"] == "text/csv"
-    out = _read(s3, f"s3://{bucket}/{name}/out/data.csv.out")
+    out = read_s3(s3, f"s3://{bucket}/{name}/out/data.csv.out")
     np.testing.assert_allclose(_predictions(out), xgb["predict"](x), rtol=1e-5)
 
 
@@ -180,7 +164,7 @@ def test_input_filter_join_and_output_filter(sm, s3, xgb):
     bucket, x = xgb["bucket"], _features(40, seed=4)
     name = unique("xgb-join")
     ids = [f"row{i}" for i in range(len(x))]
-    _put(s3, bucket, f"{name}/in/data.csv", "".join(f"{i}," + ",".join(map(str, r)) + "\n" for i, r in zip(ids, x)))
+    put_s3(s3, bucket, f"{name}/in/data.csv", "".join(f"{i}," + ",".join(map(str, r)) + "\n" for i, r in zip(ids, x)))
     sm.create_transform_job(**_transform_request(
         name, xgb["model"], f"s3://{bucket}/{name}/in/", f"s3://{bucket}/{name}/out",
         BatchStrategy="MultiRecord", TransformOutput={"Accept": "text/csv", "AssembleWith": "Line"},
@@ -188,7 +172,7 @@ def test_input_filter_join_and_output_filter(sm, s3, xgb):
     job = _wait(sm, name)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     assert job["DataProcessing"] == {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"}
-    rows = [line.split(",") for line in _read(s3, f"s3://{bucket}/{name}/out/data.csv.out").decode().splitlines()]
+    rows = [line.split(",") for line in read_s3(s3, f"s3://{bucket}/{name}/out/data.csv.out").decode().splitlines()]
     assert [r[0] for r in rows] == ids
     assert all(len(r) == 2 for r in rows)
     np.testing.assert_allclose([float(r[1]) for r in rows], xgb["predict"](x), rtol=1e-5)
@@ -198,13 +182,13 @@ def test_join_without_output_filter_appends_the_prediction(sm, s3, xgb):
     bucket, x = xgb["bucket"], _features(5, seed=5)
     name = unique("xgb-join-all")
     text = _csv(x)
-    _put(s3, bucket, f"{name}/in/data.csv", text)
+    put_s3(s3, bucket, f"{name}/in/data.csv", text)
     sm.create_transform_job(**_transform_request(
         name, xgb["model"], f"s3://{bucket}/{name}/in/", f"s3://{bucket}/{name}/out",
         TransformOutput={"AssembleWith": "Line"}, DataProcessing={"JoinSource": "Input"}))
     job = _wait(sm, name)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
-    lines = _read(s3, f"s3://{bucket}/{name}/out/data.csv.out").decode().splitlines()
+    lines = read_s3(s3, f"s3://{bucket}/{name}/out/data.csv.out").decode().splitlines()
     assert [line.rsplit(",", 1)[0] for line in lines] == text.splitlines()
 
 
@@ -213,14 +197,14 @@ def test_each_input_object_gets_its_own_out_object(sm, s3, xgb):
     name = unique("xgb-objects")
     parts = {"a.csv": _features(3, 6), "b.csv": _features(4, 7), "nested/c.csv": _features(5, 8)}
     for key, rows in parts.items():
-        _put(s3, bucket, f"{name}/in/{key}", _csv(rows))
+        put_s3(s3, bucket, f"{name}/in/{key}", _csv(rows))
     sm.create_transform_job(**_transform_request(
         name, xgb["model"], f"s3://{bucket}/{name}/in", f"s3://{bucket}/{name}/out"))
     job = _wait(sm, name)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
-    assert _keys(s3, bucket, f"{name}/out/") == sorted(f"{name}/out/{k}.out" for k in parts)
+    assert s3_keys(s3, bucket, f"{name}/out/") == sorted(f"{name}/out/{k}.out" for k in parts)
     for key, rows in parts.items():
-        out = _read(s3, f"s3://{bucket}/{name}/out/{key}.out")
+        out = read_s3(s3, f"s3://{bucket}/{name}/out/{key}.out")
         np.testing.assert_allclose(_predictions(out), xgb["predict"](rows), rtol=1e-5)
 
 
@@ -228,17 +212,17 @@ def test_manifest_file_lists_the_inputs(sm, s3, xgb):
     bucket = xgb["bucket"]
     name = unique("xgb-manifest")
     x1, x2 = _features(3, 9), _features(2, 10)
-    _put(s3, bucket, f"{name}/data/one.csv", _csv(x1))
-    _put(s3, bucket, f"{name}/data/two.csv", _csv(x2))
-    _put(s3, bucket, f"{name}/data/ignored.csv", "not,listed\n")
-    manifest = _put(s3, bucket, f"{name}/input.manifest",
+    put_s3(s3, bucket, f"{name}/data/one.csv", _csv(x1))
+    put_s3(s3, bucket, f"{name}/data/two.csv", _csv(x2))
+    put_s3(s3, bucket, f"{name}/data/ignored.csv", "not,listed\n")
+    manifest = put_s3(s3, bucket, f"{name}/input.manifest",
                     json.dumps([{"prefix": f"s3://{bucket}/{name}/data/"}, "one.csv", "two.csv"]))
     sm.create_transform_job(**_transform_request(
         name, xgb["model"], manifest, f"s3://{bucket}/{name}/out", data_type="ManifestFile"))
     job = _wait(sm, name)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
-    assert _keys(s3, bucket, f"{name}/out/") == [f"{name}/out/one.csv.out", f"{name}/out/two.csv.out"]
-    np.testing.assert_allclose(_predictions(_read(s3, f"s3://{bucket}/{name}/out/two.csv.out")),
+    assert s3_keys(s3, bucket, f"{name}/out/") == [f"{name}/out/one.csv.out", f"{name}/out/two.csv.out"]
+    np.testing.assert_allclose(_predictions(read_s3(s3, f"s3://{bucket}/{name}/out/two.csv.out")),
                                xgb["predict"](x2), rtol=1e-5)
 
 
@@ -247,13 +231,13 @@ def test_gzip_input_is_decompressed(sm, s3, xgb):
 
     bucket, x = xgb["bucket"], _features(10, 11)
     name = unique("xgb-gzip")
-    _put(s3, bucket, f"{name}/in/data.csv.gz", gzip.compress(_csv(x).encode()))
+    put_s3(s3, bucket, f"{name}/in/data.csv.gz", gzip.compress(_csv(x).encode()))
     sm.create_transform_job(**_transform_request(
         name, xgb["model"], f"s3://{bucket}/{name}/in/", f"s3://{bucket}/{name}/out",
         TransformInput={"CompressionType": "Gzip"}))
     job = _wait(sm, name)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
-    out = _read(s3, f"s3://{bucket}/{name}/out/data.csv.gz.out")
+    out = read_s3(s3, f"s3://{bucket}/{name}/out/data.csv.gz.out")
     np.testing.assert_allclose(_predictions(out), xgb["predict"](x), rtol=1e-5)
 
 
@@ -261,14 +245,14 @@ def test_gzip_input_is_decompressed(sm, s3, xgb):
 def test_model_error_fails_the_job_and_skips_only_that_object(sm, s3, emulator, xgb):
     bucket = xgb["bucket"]
     name = unique("xgb-bad")
-    _put(s3, bucket, f"{name}/in/good.csv", _csv(_features(3, 12)))
-    _put(s3, bucket, f"{name}/in/bad.csv", "1.0\n2.0\n")  # one feature; the model has four
+    put_s3(s3, bucket, f"{name}/in/good.csv", _csv(_features(3, 12)))
+    put_s3(s3, bucket, f"{name}/in/bad.csv", "1.0\n2.0\n")  # one feature; the model has four
     sm.create_transform_job(**_transform_request(
         name, xgb["model"], f"s3://{bucket}/{name}/in/", f"s3://{bucket}/{name}/out"))
     job = _wait(sm, name)
     assert job["TransformJobStatus"] == "Failed"
     assert job["FailureReason"] == CLIENT_FAILURE
-    assert _keys(s3, bucket, f"{name}/out/") == [f"{name}/out/good.csv.out"]
+    assert s3_keys(s3, bucket, f"{name}/out/") == [f"{name}/out/good.csv.out"]
     data_log = _log_lines(emulator, name, "/data-log")
     origin = f"{bucket}/{name}/in/bad.csv"
     assert any(line.endswith(f"[sagemaker logs]: {origin}: ClientError: 400") for line in data_log)
@@ -279,19 +263,19 @@ def test_model_error_fails_the_job_and_skips_only_that_object(sm, s3, emulator, 
 def test_record_over_max_payload_fails(sm, s3, emulator, xgb):
     bucket = xgb["bucket"]
     name = unique("xgb-big")
-    _put(s3, bucket, f"{name}/in/data.csv", "1,2,3,4\n" + "1," * 600_000 + "1\n")
+    put_s3(s3, bucket, f"{name}/in/data.csv", "1,2,3,4\n" + "1," * 600_000 + "1\n")
     sm.create_transform_job(**_transform_request(
         name, xgb["model"], f"s3://{bucket}/{name}/in/", f"s3://{bucket}/{name}/out", MaxPayloadInMB=1))
     job = _wait(sm, name)
     assert (job["TransformJobStatus"], job["FailureReason"]) == ("Failed", CLIENT_FAILURE)
     assert any("larger than MaxPayloadInMB (1 MB)" in line for line in _log_lines(emulator, name, "/data-log"))
-    assert _keys(s3, bucket, f"{name}/out/") == []
+    assert s3_keys(s3, bucket, f"{name}/out/") == []
 
 
 def test_invalid_filter_fails_with_the_aws_message(sm, s3, emulator, xgb):
     bucket = xgb["bucket"]
     name = unique("xgb-filter")
-    _put(s3, bucket, f"{name}/in/data.csv", _csv(_features(2, 13)))
+    put_s3(s3, bucket, f"{name}/in/data.csv", _csv(_features(2, 13)))
     sm.create_transform_job(**_transform_request(
         name, xgb["model"], f"s3://{bucket}/{name}/in/", f"s3://{bucket}/{name}/out",
         DataProcessing={"OutputFilter": "$[0:2,246:]", "JoinSource": "Input"}))
@@ -306,7 +290,7 @@ def test_unknown_model_is_a_validation_exception(sm, bucket, emulator):
         sm.create_transform_job(**_transform_request(unique("nomodel"), "no-such-model", f"s3://{bucket}/in/",
                                                      f"s3://{bucket}/out"))
     arn = f"arn:aws:sagemaker:us-east-1:{emulator.settings.account_id}:model/no-such-model"
-    assert _error(info) == ("ValidationException", f'Could not find model "{arn}".')
+    assert aws_error(info) == ("ValidationException", f'Could not find model "{arn}".')
 
 
 def test_no_input_objects_is_rejected_at_create(sm, xgb):
@@ -314,7 +298,7 @@ def test_no_input_objects_is_rejected_at_create(sm, xgb):
     with pytest.raises(ClientError) as info:
         sm.create_transform_job(**_transform_request(unique("empty"), xgb["model"], f"s3://{bucket}/nothing-here/",
                                                      f"s3://{bucket}/out"))
-    code, message = _error(info)
+    code, message = aws_error(info)
     assert code == "ValidationException"
     assert message.startswith(f'No S3 objects found under S3 URL "s3://{bucket}/nothing-here/" given in input '
                               "data source. Please ensure that the bucket exists in the selected region (us-east-1)")
@@ -323,29 +307,29 @@ def test_no_input_objects_is_rejected_at_create(sm, xgb):
 def test_duplicate_unknown_and_limits(sm, s3, xgb):
     bucket = xgb["bucket"]
     name = unique("xgb-dup")
-    _put(s3, bucket, f"{name}/in/data.csv", _csv(_features(2, 14)))
+    put_s3(s3, bucket, f"{name}/in/data.csv", _csv(_features(2, 14)))
     request = _transform_request(name, xgb["model"], f"s3://{bucket}/{name}/in/", f"s3://{bucket}/{name}/out")
     sm.create_transform_job(**request)
     with pytest.raises(ClientError) as info:
         sm.create_transform_job(**request)
-    code, message = _error(info)
+    code, message = aws_error(info)
     assert code == "ResourceInUse" and message.startswith("Job name must be unique within an AWS account and region")
     _wait(sm, name)
 
     with pytest.raises(ClientError) as info:
         sm.describe_transform_job(TransformJobName="no-such-transform-job")
-    assert _error(info) == ("ValidationException", "Could not find requested job with name no-such-transform-job")
+    assert aws_error(info) == ("ValidationException", "Could not find requested job with name no-such-transform-job")
     with pytest.raises(ClientError) as info:
         sm.stop_transform_job(TransformJobName="no-such-transform-job")
-    assert _error(info)[0] == "ValidationException"
+    assert aws_error(info)[0] == "ValidationException"
     with pytest.raises(ClientError) as info:
         sm.stop_transform_job(TransformJobName=name)
-    assert _error(info)[0] == "ValidationException"
+    assert aws_error(info)[0] == "ValidationException"
 
     for extra in ({"MaxPayloadInMB": 101}, {"MaxPayloadInMB": 30, "MaxConcurrentTransforms": 4}):
         with pytest.raises(ClientError) as info:
             sm.create_transform_job(**{**request, "TransformJobName": unique("limit"), **extra})
-        assert _error(info)[0] == "ValidationException"
+        assert aws_error(info)[0] == "ValidationException"
 
 
 def _running(pid: int) -> bool:
@@ -390,7 +374,7 @@ def test_recover_fails_jobs_a_dead_server_left_running_and_kills_their_model_ser
 def test_list_transform_jobs(sm, s3, xgb):
     bucket = xgb["bucket"]
     tag = unique("lst")
-    _put(s3, bucket, f"{tag}/in/data.csv", _csv(_features(2, 15)))
+    put_s3(s3, bucket, f"{tag}/in/data.csv", _csv(_features(2, 15)))
     names = [f"{tag}-{i}" for i in range(3)]
     for name in names:
         sm.create_transform_job(**_transform_request(name, xgb["model"], f"s3://{bucket}/{tag}/in/",
@@ -442,20 +426,20 @@ def script_model(sm, s3, bucket):
 
 def test_job_environment_reaches_the_model(sm, s3, bucket, script_model):
     name = unique("env")
-    _put(s3, bucket, f"{name}/in/data.txt", "a\nb\n")
+    put_s3(s3, bucket, f"{name}/in/data.txt", "a\nb\n")
     sm.create_transform_job(**_transform_request(
         name, script_model, f"s3://{bucket}/{name}/in/", f"s3://{bucket}/{name}/out", content_type="text/plain",
         BatchStrategy="SingleRecord", Environment={"ANSWER": "job"}))
     job = _wait(sm, name)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     assert job["Environment"] == {"ANSWER": "job"}
-    assert _read(s3, f"s3://{bucket}/{name}/out/data.txt.out") == b"job:a\njob:b\n"
+    assert read_s3(s3, f"s3://{bucket}/{name}/out/data.txt.out") == b"job:a\njob:b\n"
 
 
 @pytest.mark.slow
 def test_stop_ends_a_running_job_without_output(sm, s3, bucket, script_model):
     name = unique("stop")
-    _put(s3, bucket, f"{name}/in/data.txt", "".join(f"{i}\n" for i in range(500)))
+    put_s3(s3, bucket, f"{name}/in/data.txt", "".join(f"{i}\n" for i in range(500)))
     sm.create_transform_job(**_transform_request(
         name, script_model, f"s3://{bucket}/{name}/in/", f"s3://{bucket}/{name}/out", content_type="text/plain",
         BatchStrategy="SingleRecord", Environment={"DELAY": "0.2"}))
@@ -468,7 +452,7 @@ def test_stop_ends_a_running_job_without_output(sm, s3, bucket, script_model):
     job = _wait(sm, name, timeout=60)
     assert job["TransformJobStatus"] == "Stopped"
     assert "FailureReason" not in job
-    assert _keys(s3, bucket, f"{name}/out/") == []
+    assert s3_keys(s3, bucket, f"{name}/out/") == []
 
 
 # ---- whole flows
@@ -481,8 +465,8 @@ def test_airflow_knn_iris_flow(sm, s3, bucket):
     image = sagemaker.image_uris.retrieve("knn", "us-east-1")
     iris = load_iris()
     train = np.column_stack([iris.target, iris.data])
-    _put(s3, bucket, "iris/processed-input-data/train.csv", _csv(train))
-    _put(s3, bucket, "iris/processed-input-data/test.csv", _csv(iris.data))
+    put_s3(s3, bucket, "iris/processed-input-data/train.csv", _csv(train))
+    put_s3(s3, bucket, "iris/processed-input-data/test.csv", _csv(iris.data))
     training_job = unique("iris-train")
     sm.create_training_job(
         AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
@@ -513,7 +497,7 @@ def test_airflow_knn_iris_flow(sm, s3, bucket):
     )
     job = _wait(sm, name)
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
-    lines = _read(s3, f"s3://{bucket}/iris/results/test.csv.out").decode().splitlines()
+    lines = read_s3(s3, f"s3://{bucket}/iris/results/test.csv.out").decode().splitlines()
     predicted = [json.loads(line)["predicted_label"] for line in lines]
     assert len(predicted) == 150
     assert np.mean(np.array(predicted) == iris.target) > 0.9
@@ -568,7 +552,7 @@ def test_sdk_transformer_from_an_estimator(client_env, s3, tmp_path):
 
     desc = session.sagemaker_client.describe_transform_job(TransformJobName=transformer.latest_transform_job.name)
     assert desc["TransformJobStatus"] == "Completed", desc.get("FailureReason")
-    out = _read(s3, f"{output}/features.csv.out").decode().splitlines()
+    out = read_s3(s3, f"{output}/features.csv.out").decode().splitlines()
     bucket, key = estimator.model_data[5:].split("/", 1)
     with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as archive:
         model = joblib.load(archive.extractfile("model.joblib"))

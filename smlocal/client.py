@@ -93,7 +93,7 @@ def emulator_environment(settings: Settings | None = None, **flags) -> Iterator[
         if info.get("s3Endpoint") and info["s3Endpoint"] != endpoint:
             settings = Settings(**{**settings.__dict__, "s3_endpoint": info["s3Endpoint"],
                                    "s3_client_endpoint": info["s3Endpoint"]})
-        from smlocal.env import client_environment
+        from smlocal.auth import client_environment
 
         yield client_environment(endpoint, settings)
         return

@@ -86,7 +86,7 @@ class SmlocalHandle:
     @property
     def env(self) -> dict[str, str]:
         """The environment that sends unchanged boto3/SDK code (also in subprocesses) to smlocal."""
-        from smlocal.env import client_environment
+        from smlocal.auth import client_environment
 
         return client_environment(self.endpoint, self.settings)
 
@@ -103,7 +103,7 @@ class SmlocalHandle:
     def s3_client(self):
         """A boto3 S3 client for smlocal's S3 (the external store's, when one is configured)."""
         if "s3" not in self._clients:
-            from smlocal.env import s3_credentials
+            from smlocal.auth import s3_credentials
 
             key, secret = s3_credentials(self.settings)
             self._clients["s3"] = self._make_client("s3", endpoint_url=self.s3_endpoint,
@@ -115,7 +115,7 @@ class SmlocalHandle:
         import boto3
         from botocore.config import Config
 
-        from smlocal.server import CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY
+        from smlocal.auth import CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY
 
         options = {"retries": {"max_attempts": 2, "mode": "standard"}}
         if s3_path_style:

@@ -18,6 +18,7 @@ from werkzeug.serving import make_server
 
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 
+from smlocal.auth import CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, client_environment, s3_credentials
 from smlocal.config import DEFAULT_ROLE_NAME, Settings
 from smlocal.gateway.app import Gateway
 from smlocal.runtime.backends.process import ProcessBackend
@@ -40,8 +41,6 @@ from smlocal.service.tuning import TuningJobs
 
 log = logging.getLogger(__name__)
 
-CLIENT_ACCESS_KEY = "smlocal"
-CLIENT_SECRET_KEY = "smlocal-secret"
 _TRUST = (
     '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
     '"Principal":{"Service":"sagemaker.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
@@ -197,8 +196,6 @@ class Emulator:
         )
 
     def s3_client(self):
-        from smlocal.env import s3_credentials
-
         key, secret = s3_credentials(self.settings)
         return boto3.client(
             "s3",
@@ -211,8 +208,6 @@ class Emulator:
 
     def client_env(self) -> dict[str, str]:
         """The environment that points unchanged boto3/SDK code at this emulator."""
-        from smlocal.env import client_environment
-
         return client_environment(self.endpoint, self.settings)
 
     # ---- admin

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from smlocal.auth import s3_credentials
 from smlocal.config import Settings
 from smlocal.runtime.backends.base import Backend
 from smlocal.runtime.staging import S3Stager
@@ -46,8 +47,6 @@ class RuntimeContext:
         env.setdefault("HOME", "/root")
         env["AWS_DEFAULT_REGION"] = env["AWS_REGION"] = self.settings.region
         # code inside a job that talks to AWS (e.g. boto3 in a processing script) reaches smlocal
-        from smlocal.env import s3_credentials
-
         env["AWS_ENDPOINT_URL"] = self.endpoint_url
         if self.settings.s3_endpoint:
             env["AWS_ENDPOINT_URL_S3"] = self.settings.s3_endpoint

@@ -56,3 +56,18 @@ def client_environment(endpoint: str, settings: Settings) -> dict[str, str]:
     existing = os.environ.get("PYTHONPATH")
     env["PYTHONPATH"] = str(HOOKS_DIR) + (os.pathsep + existing if existing else "")
     return env
+
+
+def runtime_dir() -> Path:
+    """Where running servers record their endpoint and admin secret (created mode 0700 on use).
+
+    ``SMLOCAL_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/smlocal``, else ``~/.smlocal/run``. Job
+    sandboxes never see this folder (the process backend mounts an empty one over it).
+    """
+    explicit = os.environ.get("SMLOCAL_RUNTIME_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "smlocal"
+    return Path.home() / ".smlocal" / "run"

@@ -5,18 +5,22 @@ Works against any S3 endpoint (the embedded moto or an external MinIO) through b
 
 from __future__ import annotations
 
-import io
 import json
+import logging
 import os
 import tarfile
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import Callable
 
 from botocore.exceptions import ClientError
 
+from smlocal.runtime import archives, jobfiles
+from smlocal.runtime.archives import StagingError
 
-class StagingError(Exception):
-    """Input or output data could not be moved; the message becomes the FailureReason."""
+__all__ = ["S3Stager", "StagingError", "join_s3", "make_tar_gz", "safe_join", "split_s3_uri"]
+
+logger = logging.getLogger(__name__)
+Log = Callable[[str], None]
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -106,8 +110,7 @@ class S3Stager:
 
     def fetch_and_extract(self, uri: str, dest: Path) -> None:
         """Downloads a .tar.gz (sourcedir, model.tar.gz) and unpacks it safely into ``dest``."""
-        data = self.read_bytes(uri)
-        extract_tar(data, dest, origin=uri)
+        archives.extract(self.read_bytes(uri), dest, origin=uri)
 
     # ---- uploads
     def upload_file(self, path: Path, uri: str) -> None:
@@ -124,10 +127,24 @@ class S3Stager:
         except ClientError as exc:
             raise StagingError(_s3_error(uri, exc)) from exc
 
-    def upload_tree(self, folder: Path, uri_prefix: str) -> int:
+    def upload_tree(self, folder: Path, uri_prefix: str, *, root: Path | None = None,
+                    log: Log | None = None) -> int:
+        """Uploads every regular file below ``folder``; returns how many.
+
+        A job wrote ``folder``: nothing below ``root`` (a folder smlocal made, by default
+        ``folder``'s parent) is followed if it is a link, and a link inside ``folder`` is uploaded
+        as the file it leads to only when that file is inside ``folder`` too (else skipped, with a
+        line in ``log``).
+        """
+        root = root or folder.parent
+        split_s3_uri(uri_prefix)
         count = 0
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            self.upload_file(path, join_s3(uri_prefix, path.relative_to(folder).as_posix()))
+        for rel, handle in jobfiles.iter_regular_files(root, folder.relative_to(root), log or logger.info):
+            uri = join_s3(uri_prefix, rel)
+            try:
+                self.s3.upload_fileobj(handle, *split_s3_uri(uri))
+            except ClientError as exc:
+                raise StagingError(_s3_error(uri, exc)) from exc
             count += 1
         return count
 
@@ -151,43 +168,49 @@ def safe_join(root: Path, rel: str) -> Path:
     return target
 
 
-def extract_tar(data: bytes, dest: Path, *, origin: str) -> None:
-    """Unpacks a tar(.gz) with no path escapes, links out of the tree or device files.
+def make_tar_gz(folder: Path, target: Path, compresslevel: int = 6, *, root: Path | None = None,
+                log: Log | None = None) -> Path:
+    """Packs the contents of ``folder`` (not the folder itself) as SageMaker packs model.tar.gz.
 
-    Every member is checked before anything is written, so a bad archive leaves nothing behind.
+    A job wrote ``folder``: nothing below ``root`` (a folder smlocal made, by default ``folder``'s
+    parent) is followed if it is a link, so no file of the host gets in. A link inside ``folder``
+    is stored as a link when it leads inside ``folder``; one leading outside, FIFOs, sockets and
+    devices are left out, with a line in ``log``.
     """
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
-    except tarfile.TarError as exc:
-        raise StagingError(f"{origin} is not a valid tar archive: {exc}") from exc
-    with archive:
-        members = archive.getmembers()
-        for member in members:
-            name = member.name
-            if name.startswith("/") or ".." in PurePosixPath(name).parts:
-                raise StagingError(f"Archive {origin} contains an unsafe path: {name}")
-            if member.issym() or member.islnk():
-                link = PurePosixPath(name).parent / member.linkname
-                if member.linkname.startswith("/") or ".." in PurePosixPath(os.path.normpath(link)).parts:
-                    raise StagingError(f"Archive {origin} contains a link leaving the archive: {name}")
-            if member.isdev() or member.isfifo():
-                raise StagingError(f"Archive {origin} contains a device file: {name}")
-            safe_join(dest, name)
-        archive.extractall(dest, members=members, filter="data")
-
-
-def make_tar_gz(folder: Path, target: Path, compresslevel: int = 6) -> Path:
-    """Packs the contents of ``folder`` (not the folder itself) as SageMaker packs model.tar.gz."""
+    root = root or folder.parent
+    rel = folder.relative_to(root)
+    log = log or logger.info
+    entries = jobfiles.walk(root, rel, log)
+    destinations = jobfiles.link_destinations(entries)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(target, "w:gz", compresslevel=compresslevel) as archive:
-        for path in sorted(folder.iterdir()):
-            archive.add(path, arcname=path.name)
+        for entry in entries:
+            info = tarfile.TarInfo(entry.rel)
+            info.mode, info.mtime = entry.mode, int(entry.mtime)
+            if entry.kind == "dir":
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            elif entry.kind == "symlink" and destinations.get(entry.parts) is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, entry.target
+                archive.addfile(info)
+            elif entry.kind == "file":
+                handle = jobfiles.open_regular(root, rel / entry.rel)
+                if handle is None:
+                    log(f"smlocal: skipped {_shown(rel, entry)}: it changed while being packed")
+                    continue
+                with handle:
+                    info.size = os.fstat(handle.fileno()).st_size
+                    archive.addfile(info, handle)
+            elif entry.kind == "symlink":
+                log(f"smlocal: skipped {_shown(rel, entry)}: a symbolic link to '{entry.target}' "
+                    f"outside {folder.name}")
+            else:
+                log(f"smlocal: skipped {_shown(rel, entry)}: not a regular file, folder or link")
     return target
 
 
-def iter_files(folder: Path) -> Iterable[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+def _shown(rel: PurePosixPath | Path, entry: jobfiles.Found) -> str:
+    return f"{PurePosixPath(rel, entry.rel)}"
 
 
 def _s3_error(uri: str, exc: ClientError) -> str:

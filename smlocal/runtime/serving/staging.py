@@ -11,11 +11,12 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from smlocal.runtime import archives
 from smlocal.runtime.environments import RequirementsError, python_for_requirements
 from smlocal.runtime.job import RuntimeContext
 from smlocal.runtime.serving import plan as planning
 from smlocal.runtime.serving.errors import ModelServerError
-from smlocal.runtime.staging import StagingError, extract_tar
+from smlocal.runtime.staging import StagingError
 
 
 def fetch(ctx: RuntimeContext, uri: str, cache: Path | None) -> bytes:
@@ -49,7 +50,7 @@ def stage_container(ctx: RuntimeContext, container: planning.ContainerPlan, opt_
                 raise ModelServerError(f"Could not access model data at {data.uri}. {exc}", stage="model_data",
                                        container=container.hostname, detail=str(exc)) from exc
             try:
-                extract_tar(archive, model_dir, origin=data.uri)
+                archives.extract(archive, model_dir, origin=data.uri)
             except StagingError as exc:
                 raise ModelServerError(
                     f"Failed to extract model data archive from URL \"{data.uri}\". Please ensure that the object "
@@ -86,13 +87,13 @@ def _stage_code(ctx: RuntimeContext, container: planning.ContainerPlan, model_di
                 raise ModelServerError(f"SAGEMAKER_SUBMIT_DIRECTORY {source} does not exist in the model data.",
                                        stage="code", container=container.hostname)
         elif source.startswith("s3://"):
-            extract_tar(fetch(ctx, source, cache), code_dir, origin=source)
+            archives.extract(fetch(ctx, source, cache), code_dir, origin=source)
         elif source.startswith("file://") or source.startswith("/"):
             local = Path(source.removeprefix("file://"))
             if local.is_dir():
                 shutil.copytree(local, code_dir, dirs_exist_ok=True)
             elif local.is_file():
-                extract_tar(local.read_bytes(), code_dir, origin=source)
+                archives.extract(local, code_dir, origin=source)
             else:
                 raise ModelServerError(f"SAGEMAKER_SUBMIT_DIRECTORY {source} does not exist.", stage="code",
                                        container=container.hostname)

@@ -1,8 +1,14 @@
-"""Per-job overhead of a training job versus running the same trivial script bare."""
+"""Per-job overhead of a training job versus running the same trivial script bare.
+
+``BENCH_BASELINE=path/to/an/earlier/training_overhead.json`` adds that run's overhead p50 to the
+result as ``baseline_overhead_ms_p50`` (e.g. the numbers before a sandbox change).
+"""
 
 from __future__ import annotations
 
 import io
+import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -67,7 +73,15 @@ def main() -> None:
     bare = bare_times(JOBS)
     bare_p50 = summary(bare)["p50"]
     overhead_ms = [(w - bare_p50) * 1000 for w in walls]
+    baseline = os.environ.get("BENCH_BASELINE")
+    extra = {}
+    if baseline:
+        before = json.loads(Path(baseline).read_text())
+        extra = {"baseline_overhead_ms_p50": before["overhead_ms"]["p50"], "baseline_when": before["when"],
+                 "baseline_sandbox": before.get("sandbox", "mount namespace only (user namespace when not root)")}
     write("training_overhead", {
+        "sandbox": "user + pid (own /proc, init) + mount (private /tmp, hidden data dir) [+ net] namespaces",
+        **extra,
         "jobs": JOBS,
         "job_wall_seconds": summary(walls),
         "bare_script_seconds": summary(bare),

@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 
 from smlocal.auth import s3_credentials
 from smlocal.config import Settings
-from smlocal.runtime.backends.base import Backend
+from smlocal.runtime.backends.base import Backend, SandboxPolicy
 from smlocal.runtime.staging import S3Stager
 
 # host environment a job process inherits: enough to run programs, nothing of the server's own
@@ -31,6 +31,11 @@ class RuntimeContext:
     backend: Backend
     endpoint_url: str
     python: str = field(default_factory=lambda: sys.executable)
+    log_journal: object | None = None  # a runtime.log_journal.LogJournal for a durable data dir
+
+    def __post_init__(self) -> None:
+        # jobs never see the data dir (every job's folder, the store); only their own environment
+        self.backend.confine(SandboxPolicy(hidden=(self.settings.data_dir,), shared_readonly=(self.envs_root,)))
 
     @property
     def jobs_root(self) -> Path:

@@ -1,39 +1,93 @@
-"""Job output → CloudWatch Logs, batched, as SageMaker streams it."""
+"""Job output → CloudWatch Logs, batched within PutLogEvents' limits, as SageMaker streams it.
+
+The limits (PutLogEvents API reference, CloudWatch Logs quotas): an event is at most 256 KB
+(262,144 bytes including 26 bytes of per-event overhead), a batch holds at most 10,000 events
+and 1,048,576 bytes (UTF-8 message bytes plus 26 per event), in chronological order. A longer
+line becomes several consecutive events. The writer holds at most one batch: when it is full, the
+caller's ``write`` sends it before returning, so a job writing faster than the logs client reads
+is slowed down (its pipe fills) instead of growing the server's memory.
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from typing import Iterator, Protocol
 
 from botocore.exceptions import ClientError
 
+log = logging.getLogger(__name__)
+
+EVENT_OVERHEAD = 26
+MAX_EVENT_BYTES = 262_144 - EVENT_OVERHEAD
+MAX_BATCH_EVENTS = 10_000
+MAX_BATCH_BYTES = 1_048_576
+
+
+class LogJournal(Protocol):
+    """Receives every batch right after CloudWatch Logs accepted it (e.g. to keep it durably)."""
+
+    def append(self, group: str, stream: str, events: list[dict]) -> None: ...
+
+
+def split_message(line: str, limit: int = MAX_EVENT_BYTES) -> Iterator[str]:
+    """The pieces of ``line``, in order, each at most ``limit`` UTF-8 bytes, never splitting a character."""
+    if len(line) * 4 <= limit:  # no UTF-8 character is longer than 4 bytes: fits without encoding
+        yield line
+        return
+    data = line.encode("utf-8", errors="surrogatepass")
+    start = 0
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and end > start and (data[end] & 0xC0) == 0x80:
+            end -= 1  # back off a continuation byte: cut before the character starts
+        yield data[start:end].decode("utf-8", errors="replace")
+        start = end
+
 
 class LogStreamWriter:
-    """Buffers lines and ships them to one log stream; flushes by size, by age and on close.
+    """Buffers lines and ships them to one log stream; flushes when a batch is full, by age and on close.
 
-    Each line is also kept in memory (bounded) so failures can quote the job's output.
+    Args:
+        logs_client: A boto3 CloudWatch Logs client.
+        group, stream: Where the events go (both are created if missing).
+        flush_seconds: The longest a line waits before it is sent.
+        journal: Optional; its ``append(group, stream, events)`` is called with every batch right
+            after PutLogEvents accepted it.
     """
 
-    def __init__(self, logs_client, group: str, stream: str, *, flush_seconds: float = 0.25):
+    def __init__(self, logs_client, group: str, stream: str, *, flush_seconds: float = 0.25,
+                 journal: LogJournal | None = None):
         self._client = logs_client
         self.group = group
         self.stream = stream
+        self._journal = journal
         self._buffer: list[dict] = []
-        self._lock = threading.Lock()
+        self._bytes = 0
+        self._last_stamp = 0
+        self._lock = threading.Lock()  # held while a batch is sent: writers wait (backpressure)
         self._flush_seconds = flush_seconds
-        self._last_flush = time.monotonic()
         self._closed = threading.Event()
         _ensure(logs_client, group, stream)
-        self._flusher = threading.Thread(target=self._flush_loop, daemon=True)
+        self._flusher = threading.Thread(target=self._flush_loop, name=f"smlocal-logs-{stream}", daemon=True)
         self._flusher.start()
 
     def write(self, line: str) -> None:
+        """Queues one line (several events if it is longer than an event may be)."""
         if not line:  # PutLogEvents rejects empty messages (min length 1): a blank line is dropped
             return
         with self._lock:
-            self._buffer.append({"timestamp": int(time.time() * 1000), "message": line})
-            if len(self._buffer) >= 1000:
-                self._flush_locked()
+            stamp = max(int(time.time() * 1000), self._last_stamp)  # chronological even if the clock steps back
+            self._last_stamp = stamp
+            for piece in split_message(line):
+                size = EVENT_OVERHEAD + (len(piece) if piece.isascii()
+                                         else len(piece.encode("utf-8", errors="surrogatepass")))
+                if self._buffer and (len(self._buffer) >= MAX_BATCH_EVENTS
+                                     or self._bytes + size > MAX_BATCH_BYTES):
+                    self._flush_locked()
+                self._buffer.append({"timestamp": stamp, "message": piece})
+                self._bytes += size
 
     def close(self) -> None:
         self._closed.set()
@@ -49,12 +103,18 @@ class LogStreamWriter:
     def _flush_locked(self) -> None:
         if not self._buffer:
             return
-        events, self._buffer = self._buffer, []
+        events, self._buffer, self._bytes = self._buffer, [], 0
         try:
             self._client.put_log_events(logGroupName=self.group, logStreamName=self.stream, logEvents=events)
-        except ClientError:
+        except ClientError as exc:
             # a log write must never fail the job; the lines are lost from CloudWatch only
-            pass
+            log.warning("PutLogEvents to %s/%s failed: %s", self.group, self.stream, exc)
+            return
+        if self._journal is not None:
+            try:
+                self._journal.append(self.group, self.stream, events)
+            except Exception:  # noqa: BLE001 - the journal must not fail the job either
+                log.exception("the log journal refused a batch of %s/%s", self.group, self.stream)
 
 
 def _ensure(client, group: str, stream: str) -> None:

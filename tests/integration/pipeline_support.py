@@ -12,23 +12,39 @@ TERMINAL = ("Succeeded", "Failed", "Stopped")
 # One training script for every Training step of the tests; MODE (Environment) picks the behaviour.
 TRAIN = """
 import os, pathlib, sys, time
+import boto3
+
 mode = os.environ.get("MODE", "ok")
+
+def _s3_object(uri):  # the job's side channel to the test: an S3 object (jobs see no host file)
+    bucket, key = uri[5:].split("/", 1)
+    return boto3.client("s3"), bucket, key
+
+def read_text(uri):
+    s3, bucket, key = _s3_object(uri)
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    except s3.exceptions.NoSuchKey:
+        return None
+
+def write_text(uri, text):
+    s3, bucket, key = _s3_object(uri)
+    s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
+
 if mode == "sleep":
     time.sleep(float(os.environ.get("SLEEP", "60")))
 if mode == "fail":
     raise ValueError("training failed on purpose")
-if mode == "gate" and not os.path.exists(os.environ["GATE"]):
-    sys.exit("the gate file does not exist yet")
+if mode == "gate" and read_text(os.environ["GATE"]) is None:
+    sys.exit("the gate object does not exist yet")
 if mode == "flaky":
-    counter = pathlib.Path(os.environ["COUNTER"])
-    count = int(counter.read_text()) if counter.exists() else 0
-    counter.write_text(str(count + 1))
+    count = int(read_text(os.environ["COUNTER"]) or 0)
+    write_text(os.environ["COUNTER"], str(count + 1))
     if count == 0:
         pathlib.Path("/opt/ml/output/failure").write_text("InternalServerError: simulated transient fault")
         sys.exit(1)
 if mode == "count":
-    with open(os.environ["COUNTER"], "a") as handle:
-        handle.write("run\\n")
+    write_text(os.environ["COUNTER"], (read_text(os.environ["COUNTER"]) or "") + "run\\n")
 print("score=" + os.environ.get("SCORE", "0.75"))
 open(os.path.join(os.environ["SM_MODEL_DIR"], "model.txt"), "w").write(os.environ.get("TRAINING_JOB_NAME", ""))
 """

@@ -71,10 +71,25 @@ def test_exec_without_command_is_a_usage_error():
     assert "give a command" in proc.stderr
 
 
+def _job_processes(job_name: str) -> list[int]:
+    """Host pids of the processes of a job (every job process carries SMLOCAL_JOB=<kind>/<name>)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(item.startswith(b"SMLOCAL_JOB=") and item.endswith(f"/{job_name}".encode()) for item in environ):
+            found.append(int(entry.name))
+    return found
+
+
 def test_server_restart_fails_jobs_that_were_running(tmp_path):
     port = _free_port()
     data = tmp_path / "data"
-    up = [*SMLOCAL, "up", "--port", str(port), "--data-dir", str(data)]
+    up = [*SMLOCAL, "up", "--port", str(port), "--data-dir", str(data), "--s3", "memory"]  # S3 via the gateway
     server = subprocess.Popen(up, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_clean_env())
     try:
         _wait_healthy(port, server)
@@ -82,23 +97,13 @@ def test_server_restart_fails_jobs_that_were_running(tmp_path):
                       aws_access_key_id="smlocal", aws_secret_access_key="smlocal-secret")
         sm, s3 = boto3.client("sagemaker", **kwargs), boto3.client("s3", **kwargs)
         s3.create_bucket(Bucket="restart-bucket")
-        code = upload_sourcedir(s3, "restart-bucket", {"train.py": "import os, time\nprint('pid', os.getpid(), flush=True)\ntime.sleep(600)\n"})
+        code = upload_sourcedir(s3, "restart-bucket", {"train.py": "import time\nprint('started', flush=True)\ntime.sleep(600)\n"})
         name = unique("crash")
         sm.create_training_job(**script_job(name, "restart-bucket", code))
-        logs = boto3.client("logs", **kwargs)
-        pid = None
         deadline = time.time() + 60
-        while pid is None:
-            assert time.time() < deadline, "the job never logged its pid"
+        while not _job_processes(name):  # the job runs in its own PID namespace: found by its marker
+            assert time.time() < deadline, "the job's process never started"
             time.sleep(0.2)
-            streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
-                                                logStreamNamePrefix=f"{name}/")["logStreams"]
-            for stream in streams:
-                for event in logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
-                                                 logStreamName=stream["logStreamName"])["events"]:
-                    if event["message"].startswith("pid "):
-                        pid = int(event["message"].split()[1])
-        assert Path(f"/proc/{pid}").exists()
         server.send_signal(signal.SIGKILL)
         server.wait(timeout=10)
     finally:
@@ -111,11 +116,11 @@ def test_server_restart_fails_jobs_that_were_running(tmp_path):
         assert job["TrainingJobStatus"] == "Failed"
         assert "smlocal server stopped while this job was running" in job["FailureReason"]
         assert job["TrainingEndTime"] >= job["CreationTime"]
-        # the orphaned job process was ended too
+        # the orphaned job processes were ended too
         deadline = time.time() + 10
-        while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+        while _job_processes(name) and time.time() < deadline:
             time.sleep(0.1)
-        assert not Path(f"/proc/{pid}").exists()
+        assert _job_processes(name) == []
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

@@ -17,6 +17,11 @@ from pipeline_support import (
 )  # fmt: skip
 
 
+def _read(s3, uri: str) -> str:
+    bucket, key = uri[5:].split("/", 1)
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+
 def test_stop_stops_running_jobs_and_starts_nothing_new(sm, s3, bucket):
     code = training_code(s3, bucket)
     steps = [training_step("Slow", bucket, code, env={"MODE": "sleep", "SLEEP": "120"}),
@@ -37,11 +42,11 @@ def test_stop_stops_running_jobs_and_starts_nothing_new(sm, s3, bucket):
     assert aws_error(exc)[0] == "ResourceNotFound"
 
 
-def test_retry_reruns_only_failed_and_not_run_steps(sm, s3, bucket, tmp_path):
+def test_retry_reruns_only_failed_and_not_run_steps(sm, s3, bucket):
     code = training_code(s3, bucket)
-    gate = tmp_path / "gate"
+    gate = f"s3://{bucket}/side-channel/gate"
     steps = [training_step("Good", bucket, code),
-             training_step("Gated", bucket, code, env={"MODE": "gate", "GATE": str(gate)}, DependsOn=["Good"]),
+             training_step("Gated", bucket, code, env={"MODE": "gate", "GATE": gate}, DependsOn=["Good"]),
              training_step("Last", bucket, code, DependsOn=["Gated"])]
     arn = start(sm, create_pipeline(sm, steps))
     assert wait_execution(sm, arn)["PipelineExecutionStatus"] == "Failed"
@@ -50,7 +55,7 @@ def test_retry_reruns_only_failed_and_not_run_steps(sm, s3, bucket, tmp_path):
     with pytest.raises(ClientError) as exc:
         sm.retry_pipeline_execution(PipelineExecutionArn=arn.rsplit("/", 2)[0] + "/execution/aaaaaaaaaaaa")
     assert aws_error(exc)[0] == "ResourceNotFound"
-    gate.write_text("open")
+    s3.put_object(Bucket=bucket, Key="side-channel/gate", Body=b"open")
     assert sm.retry_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionArn"] == arn
     described = wait_execution(sm, arn)
     assert described["PipelineExecutionStatus"] == "Succeeded" and "FailureReason" not in described
@@ -64,10 +69,10 @@ def test_retry_reruns_only_failed_and_not_run_steps(sm, s3, bucket, tmp_path):
     assert aws_error(exc)[0] == "ConflictException"
 
 
-def test_cache_hits_skip_the_work(sm, s3, bucket, tmp_path):
+def test_cache_hits_skip_the_work(sm, s3, bucket):
     code = training_code(s3, bucket)
-    counter = tmp_path / "runs"
-    cached = training_step("Cached", bucket, code, env={"MODE": "count", "COUNTER": str(counter)},
+    counter = f"s3://{bucket}/side-channel/runs"
+    cached = training_step("Cached", bucket, code, env={"MODE": "count", "COUNTER": counter},
                            CacheConfig={"Enabled": True, "ExpireAfter": "PT1H"})
     downstream = {"Name": "Use", "Type": "Fail", "DependsOn": ["Cached"],
                   "Arguments": {"ErrorMessage": {"Get": "Steps.Cached.ModelArtifacts.S3ModelArtifacts"}}}
@@ -76,7 +81,7 @@ def test_cache_hits_skip_the_work(sm, s3, bucket, tmp_path):
     wait_execution(sm, first)
     second = start(sm, pipeline)
     wait_execution(sm, second)
-    assert counter.read_text() == "run\n"  # the second execution did not train
+    assert _read(s3, counter) == "run\n"  # the second execution did not train
     one, two = steps_of(sm, first), steps_of(sm, second)
     assert "CacheHitResult" not in one["Cached"]
     assert two["Cached"]["CacheHitResult"] == {"SourcePipelineExecutionArn": first}
@@ -88,24 +93,24 @@ def test_cache_hits_skip_the_work(sm, s3, bucket, tmp_path):
     wait_execution(sm, third)
     assert steps_of(sm, third)["Cached"]["CacheHitResult"]["SourcePipelineExecutionArn"] in (first, second)
     sm.update_pipeline(PipelineName=pipeline, PipelineDefinition=definition([
-        training_step("Cached", bucket, code, env={"MODE": "count", "COUNTER": str(counter), "X": "1"},
+        training_step("Cached", bucket, code, env={"MODE": "count", "COUNTER": counter, "X": "1"},
                       CacheConfig={"Enabled": True, "ExpireAfter": "PT1H"})]))
     fourth = start(sm, pipeline)
     wait_execution(sm, fourth)
     assert "CacheHitResult" not in steps_of(sm, fourth)["Cached"]
-    assert counter.read_text() == "run\nrun\n"
+    assert _read(s3, counter) == "run\nrun\n"
 
 
-def test_retry_policy_retries_an_internal_job_error(sm, s3, bucket, tmp_path):
+def test_retry_policy_retries_an_internal_job_error(sm, s3, bucket):
     code = training_code(s3, bucket)
-    counter = tmp_path / "attempts"
+    counter = f"s3://{bucket}/side-channel/attempts"
     policy = {"ExceptionType": ["SageMaker.JOB_INTERNAL_ERROR"], "IntervalSeconds": 1, "BackoffRate": 1.0,
               "MaxAttempts": 2}
-    step = training_step("Flaky", bucket, code, env={"MODE": "flaky", "COUNTER": str(counter)}, RetryPolicies=[policy])
+    step = training_step("Flaky", bucket, code, env={"MODE": "flaky", "COUNTER": counter}, RetryPolicies=[policy])
     arn = start(sm, create_pipeline(sm, [step]))
     assert wait_execution(sm, arn)["PipelineExecutionStatus"] == "Succeeded"
     found = steps_of(sm, arn)["Flaky"]
-    assert found["AttemptCount"] == 2 and counter.read_text() == "2"
+    assert found["AttemptCount"] == 2 and _read(s3, counter) == "2"
     # a failure type the policy does not name is not retried
     other = training_step("Flaky", bucket, code, env={"MODE": "fail"},
                           RetryPolicies=[{**policy, "ExceptionType": ["SageMaker.CAPACITY_ERROR"]}])

@@ -31,8 +31,26 @@ class RunSpec:
     pidfile: Path | None = None
 
 
+@dataclass(frozen=True)
+class SandboxPolicy:
+    """What of the host a job must not see, whichever job it is.
+
+    Attributes:
+        hidden: host folders covered by an empty, read-only folder inside the sandbox (the smlocal
+            data dir with every job's folder and the state store; the servers' runtime dir).
+        shared_readonly: folders under ``hidden`` whose entries a job may need, shown read-only:
+            for each, only the entry that the job's command or ``PATH`` names (e.g. the cached
+            requirements environment whose interpreter runs the job).
+    """
+
+    hidden: tuple[Path, ...] = ()
+    shared_readonly: tuple[Path, ...] = ()
+
+
 @dataclass
 class RunResult:
+    """How a run ended; ``exit_code`` is 128+N when the job died of signal N (as a shell reports it)."""
+
     exit_code: int
     stopped: bool = False
     timed_out: bool = False
@@ -54,6 +72,10 @@ class RunControl:
 
 class Backend(Protocol):
     name: str
+
+    def confine(self, policy: SandboxPolicy) -> None:
+        """Sets what every later job must not see (called once by the runtime, before any run)."""
+        ...
 
     def run(self, spec: RunSpec, sink: OutputSink, control: RunControl) -> RunResult:
         """Runs the process to its end, a stop request or the time limit; never raises for job errors."""

@@ -1,8 +1,9 @@
 """`--s3-endpoint`: S3 served by an external S3-compatible store instead of the embedded moto.
 
-MinIO (what compose.yaml runs) has no binary or image on this machine, so the stand-in contract is
-tested against a separate moto server process: clients and jobs must read and write the external
-store, and nothing may land in the emulator's own S3.
+MinIO (what compose.yaml runs) has no binary or image on this machine, so the contract is tested
+against two real stand-ins: a separate moto server process, and the durable store `smlocal up` runs
+(`rclone serve s3`, with its own generated credentials). Clients and jobs must read and write the
+external store, and nothing may land in the emulator's own S3.
 """
 
 from __future__ import annotations
@@ -25,8 +26,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def external_s3():
+@pytest.fixture(scope="module", params=["moto-server", "rclone"])
+def external_s3(request, tmp_path_factory):
+    """(endpoint, credential settings) of an S3 store in its own process."""
+    if request.param == "rclone":
+        from smlocal.s3store import DurableS3Store
+
+        with DurableS3Store(tmp_path_factory.mktemp("rclone")) as store:
+            key, secret = store.credentials
+            yield store.endpoint, {"s3_access_key_id": key, "s3_secret_access_key": secret}
+        return
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -39,7 +48,7 @@ def external_s3():
         except OSError:
             assert time.time() < deadline, "moto server did not start"
             time.sleep(0.1)
-    yield endpoint
+    yield endpoint, {}
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -49,12 +58,14 @@ def emulator_with_external_s3(external_s3, tmp_path_factory):
     from smlocal.config import load_settings
     from smlocal.server import Emulator
 
-    with Emulator(load_settings(data_dir=tmp_path_factory.mktemp("ext"), s3_endpoint=external_s3)) as emu:
+    endpoint, credentials = external_s3
+    with Emulator(load_settings(data_dir=tmp_path_factory.mktemp("ext"), s3_endpoint=endpoint, **credentials)) as emu:
         yield emu
 
 
 def test_jobs_read_and_write_the_external_store(emulator_with_external_s3, external_s3):
     emu = emulator_with_external_s3
+    external_s3 = external_s3[0]
     env = emu.client_env()
     assert env["AWS_ENDPOINT_URL_S3"] == external_s3
     ext = boto3.client("s3", endpoint_url=external_s3, region_name="us-east-1",
@@ -77,6 +88,7 @@ def test_jobs_read_and_write_the_external_store(emulator_with_external_s3, exter
 
 
 def test_exec_environment_points_s3_clients_at_the_store(emulator_with_external_s3, external_s3, tmp_path):
+    external_s3 = external_s3[0]
     script = tmp_path / "s.py"
     script.write_text("import boto3\nprint(boto3.client('s3').meta.endpoint_url)\n"
                       "print(boto3.client('sagemaker').meta.endpoint_url)\n")

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the emulator in the foreground")
     _server_flags(up)
+    up.add_argument("--s3", choices=["durable", "memory"], default=None,
+                    help="S3 kept in DATA_DIR/s3 across restarts (durable, the default; also keeps IAM and "
+                         "CloudWatch Logs) or in memory (SMLOCAL_S3); ignored with --s3-endpoint")
     up.set_defaults(func=cmd_up)
 
     ex = sub.add_parser("exec", help="run a command against smlocal (a running one, or embedded)")
@@ -86,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     executions.add_argument("--max", type=int, default=20, help="executions per pipeline")
     executions.set_defaults(func=cmd_executions)
 
+    reset = sub.add_parser("reset", help="forget the SageMaker records of a running emulator",
+                           description="POSTs the admin reset with the server's admin token "
+                                       "(SMLOCAL_ADMIN_TOKEN, else the record `smlocal up` wrote).")
+    reset.add_argument("--all", action="store_true",
+                       help="also stop running jobs and wipe S3, IAM and CloudWatch Logs")
+    reset.set_defaults(func=cmd_reset)
+
     steps = sub.add_parser("steps", help="show the steps of a pipeline execution")
     steps.add_argument("execution_arn")
     steps.set_defaults(func=cmd_steps)
@@ -107,6 +117,12 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s3-client-endpoint", default=None,
                         help="the store's address as clients see it, if different (e.g. in compose)")
     parser.add_argument("--max-parallel-jobs", type=int, default=None)
+    parser.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
+                        help="a browser origin (scheme://host[:port]) allowed to call smlocal (repeatable; "
+                             "default: none)")
+    parser.add_argument("--allow-host", action="append", default=None, metavar="NAME",
+                        help="a Host name accepted besides localhost, IP addresses and the bound address "
+                             "(repeatable; its subdomains too)")
 
 
 def _flags(args) -> dict:
@@ -117,6 +133,8 @@ def _flags(args) -> dict:
         "data_dir": Path(args.data_dir) if args.data_dir else None,
         "s3_endpoint": args.s3_endpoint,
         "max_parallel_jobs": args.max_parallel_jobs,
+        "allow_origins": tuple(args.allow_origin) if args.allow_origin else None,
+        "allowed_hosts": tuple(args.allow_host) if args.allow_host else None,
     }
 
 
@@ -130,17 +148,35 @@ def cmd_up(args) -> int:
     if flags["data_dir"] is None and not os.environ.get("SMLOCAL_DATA_DIR"):
         flags["data_dir"] = Path.cwd() / ".smlocal"
     settings = load_settings(**flags)
+    mode = args.s3 or os.environ.get("SMLOCAL_S3") or "durable"
+    if mode not in ("durable", "memory"):
+        print(f"smlocal up: SMLOCAL_S3 must be durable or memory, not {mode!r}", file=sys.stderr)
+        return 2
+    store = None
+    if mode == "durable" and not settings.s3_endpoint:
+        from smlocal.s3store import DurableS3Store, S3StoreError
+
+        store = DurableS3Store(settings.data_dir, region=settings.region)
+        try:
+            store.start()  # the Emulator stops it
+        except S3StoreError as exc:
+            print(f"smlocal up: {exc}", file=sys.stderr)
+            return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Emulator(settings) as emulator:
+    with Emulator(settings, s3_store=store) as emulator:
+        kept = f"durable in {store.root}" if store else ("external" if settings.s3_endpoint else "in memory")
         print(f"smlocal {__version__} listening on {emulator.endpoint} (data: {settings.data_dir}, "
-              f"S3: {emulator.s3_endpoint})")
+              f"S3: {emulator.s3_endpoint}, {kept})")
         print("Point clients at it with:")
         for key, value in emulator.client_env().items():
             if key != "PYTHONPATH":
                 print(f"  export {key}={value}")
         print(f"  export PYTHONPATH={emulator.client_env()['PYTHONPATH']}   # SDK shims (see README)")
-        print("or run a command with: smlocal exec -- COMMAND", flush=True)
+        print("or run a command with: smlocal exec -- COMMAND")
+        print(f"Admin token (reset) in {emulator.record_path} (or set SMLOCAL_ADMIN_TOKEN for clients elsewhere)"
+              if emulator.record_path else "Admin token: set SMLOCAL_ADMIN_TOKEN (no record file could be written)",
+              flush=True)
         try:
             while not stop.wait(0.5):
                 pass
@@ -171,9 +207,7 @@ def cmd_run(args) -> int:
     return run_workflow(args.workflow, params, _flags(args))
 
 
-def _connected_clients():
-    import boto3
-
+def _running_endpoint() -> str:
     from smlocal.client import running_endpoint
 
     endpoint = running_endpoint()
@@ -181,9 +215,32 @@ def _connected_clients():
         print("smlocal: no running emulator (start `smlocal up` and set SMLOCAL_ENDPOINT, "
               "or use `smlocal exec -- ...`)", file=sys.stderr)
         raise SystemExit(1)
+    return endpoint
+
+
+def cmd_reset(args) -> int:
+    from smlocal.client import AdminCallError, admin_post
+
+    endpoint = _running_endpoint()
+    try:
+        result = admin_post(endpoint, "reset-all" if args.all else "reset")
+    except AdminCallError as exc:
+        print(f"smlocal reset: {exc}", file=sys.stderr)
+        return 1
+    stopped = result.get("stoppedJobs")
+    print(f"smlocal at {endpoint} reset" + (f" ({stopped} running job(s) stopped)" if stopped else ""))
+    return 0
+
+
+def _connected_clients():
+    import boto3
+
+    from smlocal.auth import CLIENT_ACCESS_KEY, client_secret_key
+
+    endpoint = _running_endpoint()
     session = boto3.session.Session(
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "smlocal"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "smlocal-secret"),
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", CLIENT_ACCESS_KEY),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", client_secret_key()),
         region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
     )
     return session.client("sagemaker", endpoint_url=endpoint), session.client("logs", endpoint_url=endpoint)

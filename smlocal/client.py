@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,34 @@ def health(endpoint: str, timeout: float = 2.0) -> dict | None:
         return None
 
 
+class AdminCallError(RuntimeError):
+    """An admin call (reset) a running smlocal refused or could not be asked."""
+
+
+def admin_post(endpoint: str, call: str, timeout: float = 60.0) -> dict:
+    """POSTs the admin call ``call`` (``reset``, ``reset-all``) with the server's admin token.
+
+    The token is ``SMLOCAL_ADMIN_TOKEN``, else the record file the server at ``endpoint`` wrote in
+    :func:`smlocal.auth.runtime_dir`.
+    """
+    from smlocal.auth import admin_token_for
+
+    url = f"{endpoint.rstrip('/')}/_smlocal/{call}"
+    token = admin_token_for(endpoint)
+    if not token:
+        raise AdminCallError(f"no admin token for the smlocal at {endpoint}: set SMLOCAL_ADMIN_TOKEN, or run this "
+                             "where the server's record file is readable (see `smlocal up`)")
+    request = urllib.request.Request(url, data=b"", method="POST", headers={"X-Smlocal-Admin-Token": token})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")[:500]
+        raise AdminCallError(f"smlocal at {endpoint} refused {call}: HTTP {exc.code} {detail}") from exc
+    except (OSError, ValueError) as exc:
+        raise AdminCallError(f"smlocal at {endpoint} could not be asked to {call}: {exc}") from exc
+
+
 @contextlib.contextmanager
 def emulator_environment(settings: Settings | None = None, **flags) -> Iterator[dict[str, str]]:
     """Yields the client environment of a running emulator, starting an embedded one if needed.
@@ -91,8 +120,12 @@ def emulator_environment(settings: Settings | None = None, **flags) -> Iterator[
         info = health(endpoint) or {}
         settings = settings or load_settings(region=info.get("region"))
         if info.get("s3Endpoint") and info["s3Endpoint"] != endpoint:
+            from smlocal.s3store import stored_credentials
+
+            key, secret = stored_credentials(info.get("dataDir")) or (None, None)  # a durable store's pair
             settings = Settings(**{**settings.__dict__, "s3_endpoint": info["s3Endpoint"],
-                                   "s3_client_endpoint": info["s3Endpoint"]})
+                                   "s3_client_endpoint": info["s3Endpoint"], "s3_access_key_id": key,
+                                   "s3_secret_access_key": secret})
         from smlocal.auth import client_environment
 
         yield client_environment(endpoint, settings)

@@ -39,12 +39,17 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "smlocal")
     s3_endpoint: str | None = None
     s3_client_endpoint: str | None = None  # how clients reach the S3 store, if not as the server does
+    # the external store's key pair when smlocal knows it (the durable store's); else from the environment
+    s3_access_key_id: str | None = field(default=None, repr=False)
+    s3_secret_access_key: str | None = field(default=None, repr=False)
     region: str = DEFAULT_REGION
     account_id: str = DEFAULT_ACCOUNT
     max_parallel_jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     backend: str = "process"
     images: tuple[ImageMapping, ...] = ()
     config_file: Path | None = None
+    allow_origins: tuple[str, ...] = ()  # browser Origins allowed to call smlocal (default: none)
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback, IPs and the bound address
 
     def image_mapping(self, image_uri: str) -> ImageMapping | None:
         for mapping in self.images:
@@ -80,6 +85,12 @@ def find_config_file(start: Path | None = None) -> Path | None:
     return None
 
 
+def _names(value: str | list | tuple) -> tuple[str, ...]:
+    """A comma-separated string or a list of names → a tuple of non-empty, stripped names."""
+    items = value.split(",") if isinstance(value, str) else [str(item) for item in value]
+    return tuple(item.strip() for item in items if item.strip())
+
+
 def load_settings(**flags: Any) -> Settings:
     """Builds Settings; flags whose value is None are ignored."""
     config_path = flags.pop("config_file", None) or find_config_file()
@@ -106,6 +117,10 @@ def load_settings(**flags: Any) -> Settings:
                 )
             )
         values["images"] = tuple(images)
+        for key in ("allow_origins", "allowed_hosts"):
+            listed = raw.get(key.replace("_", "-"), raw.get(key))
+            if listed is not None:
+                values[key] = _names(listed)
     env = os.environ
     for key, var, cast in (
         ("port", "SMLOCAL_PORT", int),
@@ -119,8 +134,13 @@ def load_settings(**flags: Any) -> Settings:
     ):
         if env.get(var):
             values[key] = cast(env[var])
+    for key, var in (("allow_origins", "SMLOCAL_ALLOW_ORIGINS"), ("allowed_hosts", "SMLOCAL_ALLOWED_HOSTS")):
+        if env.get(var):
+            values[key] = _names(env[var])
     for key, value in flags.items():
         if value is not None:
+            if key in ("allow_origins", "allowed_hosts"):
+                value = _names(value)
             values[key] = Path(value) if key == "data_dir" else value
     if values.get("max_parallel_jobs") is not None and int(values["max_parallel_jobs"]) < 1:
         raise ValueError("max_parallel_jobs must be at least 1")

@@ -17,7 +17,9 @@ Fixtures:
 
 Isolation: before each test that uses any ``smlocal*`` fixture, every SageMaker record and all
 moto state (S3, IAM, CloudWatch Logs ...) is reset, and running jobs are stopped; the execution
-role is recreated. ``@pytest.mark.smlocal_shared_state`` skips that reset for a test.
+role is recreated. ``@pytest.mark.smlocal_shared_state`` skips that reset for a test. An external
+emulator is reset with its admin token (``SMLOCAL_ADMIN_TOKEN``, else the record file that
+``smlocal up`` writes in its runtime folder).
 
 Failure reports: when such a test fails, the CloudWatch logs of the training, processing and
 transform jobs that failed during it are appended to its report.
@@ -25,11 +27,8 @@ transform jobs that failed during it are appended to its report.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import urllib.error
-import urllib.request
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -115,7 +114,7 @@ class SmlocalHandle:
         import boto3
         from botocore.config import Config
 
-        from smlocal.auth import CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY
+        from smlocal.auth import CLIENT_ACCESS_KEY, client_secret_key
 
         options = {"retries": {"max_attempts": 2, "mode": "standard"}}
         if s3_path_style:
@@ -124,7 +123,7 @@ class SmlocalHandle:
             "endpoint_url": self.endpoint,
             "region_name": self.region,
             "aws_access_key_id": CLIENT_ACCESS_KEY,
-            "aws_secret_access_key": CLIENT_SECRET_KEY,
+            "aws_secret_access_key": client_secret_key(),
             "config": Config(**options),
         }
         params.update(kwargs)
@@ -135,7 +134,12 @@ class SmlocalHandle:
         if self.emulator is not None:
             self.emulator.reset_all()
             return
-        _post(f"{self.endpoint}/_smlocal/reset-all")
+        from smlocal.client import AdminCallError, admin_post
+
+        try:
+            admin_post(self.endpoint, "reset-all")
+        except AdminCallError as exc:
+            raise RuntimeError(f"smlocal at {self.endpoint} could not be reset: {exc}") from exc
 
     def failed_jobs(self, since: float) -> list[FailedJob]:
         """Jobs created at or after ``since`` (epoch seconds) that are now Failed, with their logs."""
@@ -183,15 +187,6 @@ class SmlocalHandle:
         if len(lines) > tail:
             lines = [f"... ({len(lines) - tail} earlier lines not shown)"] + lines[-tail:]
         return "\n".join(lines)
-
-
-def _post(url: str) -> dict:
-    request = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read() or b"{}")
-    except urllib.error.URLError as exc:
-        raise RuntimeError(f"smlocal at {url} could not be reset: {exc}") from exc
 
 
 # ---- hooks
@@ -247,7 +242,11 @@ def smlocal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
                                     "or SMLOCAL_ENDPOINT)")
         settings = load_settings(region=info.get("region"))
         if info.get("s3Endpoint") and info["s3Endpoint"] != endpoint:
-            settings = Settings(**{**settings.__dict__, "s3_endpoint": info["s3Endpoint"]})
+            from smlocal.s3store import stored_credentials
+
+            key, secret = stored_credentials(info.get("dataDir")) or (None, None)  # a durable store's pair
+            settings = Settings(**{**settings.__dict__, "s3_endpoint": info["s3Endpoint"], "s3_access_key_id": key,
+                                   "s3_secret_access_key": secret})
         shared = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1
         if shared:
             warnings.warn("smlocal: xdist workers share the external emulator at "

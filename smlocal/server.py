@@ -1,5 +1,9 @@
 """The emulator: one threaded HTTP server on loopback with the SageMaker service and moto behind it.
 
+Each started emulator has a fresh admin secret (:attr:`Emulator.admin_token`) and writes it, with its
+endpoint and pid, to ``server-<port>.json`` in :func:`smlocal.auth.runtime_dir` (mode 0600) until it
+stops; admin calls (reset) must carry it (see :mod:`smlocal.gateway.boundary`).
+
 Usable as a context manager from tests and programs::
 
     with Emulator(load_settings(data_dir=tmp)) as emu:
@@ -8,7 +12,11 @@ Usable as a context manager from tests and programs::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import secrets
+import socket
 import threading
 from pathlib import Path
 
@@ -18,11 +26,15 @@ from werkzeug.serving import make_server
 
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-from smlocal.auth import CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, client_environment, s3_credentials
+from smlocal.auth import (CLIENT_ACCESS_KEY, accepted_keys, client_environment, client_secret_key,
+                          remove_server_record, s3_credentials, server_record_path, write_server_record)
 from smlocal.config import DEFAULT_ROLE_NAME, Settings
+from smlocal.gateway import boundary
 from smlocal.gateway.app import Gateway
+from smlocal.gateway.wire import framing_problem, framing_refusal, request_timeout
 from smlocal.runtime.backends.process import ProcessBackend
 from smlocal.runtime.job import RuntimeContext
+from smlocal.runtime.log_journal import LogJournal
 from smlocal.runtime.staging import S3Stager
 from smlocal.service.api import SageMakerService
 from smlocal.service.common import Account
@@ -48,15 +60,53 @@ _TRUST = (
 
 
 class _Handler(MotoRequestHandler):
+    """moto's request handler with a read timeout and strict body framing.
+
+    A client that stays silent (headers or body) for :func:`~smlocal.gateway.wire.request_timeout`
+    seconds loses its connection, and a request whose ``Content-Length`` is malformed (``abc``,
+    ``-5``, two different values) is answered 400 before any application reads its body: moto's own
+    readers would otherwise wait for the end of the stream.
+    """
+
+    @property
+    def timeout(self) -> float:  # read by StreamRequestHandler.setup() for each connection
+        return request_timeout()
+
+    def run_wsgi(self) -> None:
+        problem = framing_problem(self.headers.get_all("Content-Length") or [],
+                                  self.headers.get("Transfer-Encoding"))
+        if problem is None:
+            super().run_wsgi()
+            return
+        status, headers, body = framing_refusal(problem, self.headers.get("X-Amz-Target"))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
     def log_request(self, *args, **kwargs) -> None:  # quiet: one line per request is noise
         pass
+
+
+def _admin_token() -> str:
+    """``SMLOCAL_ADMIN_TOKEN`` when set (compose passes one so host clients can reset), else a fresh secret."""
+    configured = os.environ.get("SMLOCAL_ADMIN_TOKEN", "")
+    if len(configured) >= 16:
+        return configured
+    if configured:
+        log.warning("SMLOCAL_ADMIN_TOKEN is shorter than 16 characters; using a generated admin token instead")
+    return secrets.token_urlsafe(32)
 
 
 class Emulator:
     """Owns the server thread, the store, the job scheduler and every resource family."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, s3_store=None):
         self.settings = settings
+        self.s3_store = s3_store  # a smlocal.s3store.DurableS3Store: durable S3 and Logs (`smlocal up`)
+        self.log_journal: LogJournal | None = None
         self.account = Account(settings.region, settings.account_id)
         self.role_arn = f"arn:aws:iam::{settings.account_id}:role/{DEFAULT_ROLE_NAME}"
         self._server = None
@@ -64,31 +114,49 @@ class Emulator:
         self._ready = False
         self.store: Store | None = None
         self.scheduler: JobScheduler | None = None
+        self.admin_token = _admin_token()  # what admin calls carry; see boundary.check_admin
+        self.record_path: Path | None = None
 
     # ---- lifecycle
     def start(self) -> "Emulator":
         data = Path(self.settings.data_dir)
         data.mkdir(parents=True, exist_ok=True)
+        self._start_durable(data)
         self.store = Store(data / "state.sqlite3")
         self.service = SageMakerService()
         identity = f"arn:aws:sts::{self.settings.account_id}:assumed-role/{DEFAULT_ROLE_NAME}/smlocal"
         self.gateway = Gateway(self.service, identity, self.settings.account_id,
                                admin={"health": self._health, "reset": self.reset,
-                                      "reset-all": self.reset_all})
+                                      "reset-all": self.reset_all},
+                               policy=self.boundary_policy(), admin_token=self.admin_token,
+                               keys=accepted_keys(self.settings))
         self._server = make_server(self.settings.host, self.settings.port, self.gateway, threaded=True,
                                    request_handler=_Handler)
         self._server.daemon_threads = True
         try:
+            self._write_record()
             self._wire()  # every operation is registered before the first request is served
             self._thread = threading.Thread(target=self._server.serve_forever, name="smlocal-gateway",
                                             daemon=True)
             self._thread.start()
             self._bootstrap_identity()
+            if self.log_journal is not None:
+                self.log_journal.replay(self.client("logs"))
         except Exception:
             self.stop()
             raise
         self._ready = True
         return self
+
+    def _start_durable(self, data: Path) -> None:
+        """With a durable S3 store: starts it, makes it the S3 endpoint and opens the CloudWatch Logs journal."""
+        if self.s3_store is None:
+            return
+        self.s3_store.start()
+        key, secret = self.s3_store.credentials
+        self.settings = dataclasses.replace(self.settings, s3_endpoint=self.s3_store.endpoint, s3_client_endpoint=None,
+                                            s3_access_key_id=key, s3_secret_access_key=secret)
+        self.log_journal = LogJournal(data / "logs")
 
     def _wire(self) -> None:
         settings = self.settings
@@ -98,6 +166,7 @@ class Emulator:
             logs_client=self.client("logs"),
             backend=ProcessBackend(),
             endpoint_url=self.endpoint,
+            log_journal=self.log_journal,
         )
         self.runtime = runtime
         self.scheduler = JobScheduler(settings.max_parallel_jobs)
@@ -150,6 +219,23 @@ class Emulator:
         iam.create_role(RoleName=DEFAULT_ROLE_NAME, AssumeRolePolicyDocument=_TRUST,
                         Description="SageMaker execution role (smlocal)")
 
+    def boundary_policy(self) -> boundary.BoundaryPolicy:
+        """Who may call this server (Origins, Host names, signatures), from the settings."""
+        names: list[str] = []
+        if boundary.is_wildcard(self.settings.host):
+            names = [socket.gethostname(), socket.getfqdn()]
+        return boundary.policy_for(self.settings.host, self.settings.allow_origins, self.settings.allowed_hosts,
+                                   names)
+
+    def _write_record(self) -> None:
+        """The server record clients read the admin token from (``auth.admin_token_for``)."""
+        try:
+            self.record_path = write_server_record(self.port, {
+                "endpoint": self.endpoint, "port": self.port, "pid": os.getpid(), "host": self.settings.host,
+                "adminToken": self.admin_token})
+        except OSError as exc:  # the server still works; clients then need SMLOCAL_ADMIN_TOKEN
+            log.warning("could not write the server record %s: %s", server_record_path(self.port), exc)
+
     def stop(self) -> None:
         for family in getattr(self, "families", []):
             family.close()
@@ -163,6 +249,13 @@ class Emulator:
             self._thread.join(timeout=5)
         if self.store is not None:
             self.store.close()
+        if self.record_path is not None:
+            remove_server_record(self.port, self.admin_token)
+            self.record_path = None
+        if self.log_journal is not None:
+            self.log_journal.close()
+        if self.s3_store is not None:
+            self.s3_store.stop()
 
     def __enter__(self) -> "Emulator":
         return self.start()
@@ -190,7 +283,7 @@ class Emulator:
             endpoint_url=self.endpoint,
             region_name=self.settings.region,
             aws_access_key_id=CLIENT_ACCESS_KEY,
-            aws_secret_access_key=CLIENT_SECRET_KEY,
+            aws_secret_access_key=client_secret_key(),
             config=Config(retries={"max_attempts": 2, "mode": "standard"}),
             **kwargs,
         )
@@ -227,8 +320,11 @@ class Emulator:
 
         Running and queued jobs are asked to stop and given ``wait`` seconds to end; a family with a
         ``reset()`` method (e.g. one owning endpoint processes) is told first. moto is reset through
-        its documented ``POST /moto-api/reset``, which also drops the execution role, so the role is
-        created again. Used by the pytest plugin between tests (``/_smlocal/reset-all`` over HTTP).
+        its documented ``POST /moto-api/reset`` (with this server's admin token: the gateway refuses
+        it otherwise), which also drops the execution role, so the role is created again. Used by the
+        pytest plugin between tests (``POST /_smlocal/reset-all`` with the token, over HTTP).
+        smlocal's durable S3 store (``smlocal up``) is emptied through its S3 API and the Logs journal
+        removed; a store given with ``--s3-endpoint`` is not smlocal's and is left as it is.
         """
         import urllib.request
 
@@ -238,8 +334,13 @@ class Emulator:
                 hook()
         stopped = self.scheduler.stop_all(grace=1.0, wait=wait)
         self.store.clear()
-        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", data=b"", method="POST")
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", data=b"", method="POST",
+                                         headers={boundary.ADMIN_TOKEN_HEADER: self.admin_token})
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
         self._bootstrap_identity(known_absent=True)
+        if self.s3_store is not None:  # smlocal's own durable store; an --s3-endpoint store is left alone
+            self.s3_store.clear()
+        if self.log_journal is not None:
+            self.log_journal.clear()
         return {"status": "reset", "stoppedJobs": stopped}

@@ -1,6 +1,8 @@
 """The gateway WSGI application.
 
-Routing, in order:
+First the boundary (:mod:`smlocal.gateway.boundary`): Host and Origin checks, CORS preflights of
+allowed Origins, the admin token, and SigV4 verification when bound beyond loopback. Then routing, in order:
+
 1. ``X-Amz-Target: SageMaker.<Op>`` (JSON 1.1) → the smlocal SageMaker service;
 2. ``POST /endpoints/<name>/invocations`` → the SageMaker runtime (real-time endpoints);
 3. ``/_smlocal/...`` → smlocal's own admin calls (health, reset);
@@ -10,23 +12,33 @@ Routing, in order:
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import re
+import tempfile
 import uuid
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import parse_qs
 
 import botocore.session
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+from smlocal.auth import credential_scope_service, has_signature, verify_sigv4
 from smlocal.errors import ServiceError, UnknownOperation
-from smlocal.gateway.validation import validate_input
+from smlocal.gateway import boundary
+from smlocal.gateway.boundary import BoundaryPolicy
+from smlocal.service.validation import validate_input
+from smlocal.gateway.wire import (MAX_CONTROL_PLANE_BODY, BodyError, BodyTooLarge, moto_serves_target,
+                                  parse_json_object, read_body)
 
 log = logging.getLogger(__name__)
 
 _INVOKE = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations|async-invocations|invocations-response-stream)$")
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+_INVOKE_OPERATIONS = {"invocations": "InvokeEndpoint", "async-invocations": "InvokeEndpointAsync",
+                      "invocations-response-stream": "InvokeEndpointWithResponseStream"}
 
 StartResponse = Callable[..., Any]
 RuntimeHandler = Callable[[str, dict[str, Any], bytes], tuple[int, dict[str, str], bytes]]
@@ -35,7 +47,12 @@ RuntimeHandler = Callable[[str, dict[str, Any], bytes], tuple[int, dict[str, str
 class Gateway:
     """WSGI app. ``service`` answers SageMaker calls; ``runtime`` answers endpoint invocations."""
 
-    def __init__(self, service, identity_arn: str, account_id: str, admin: dict[str, Callable[[], dict]] | None = None):
+    def __init__(self, service, identity_arn: str, account_id: str, admin: dict[str, Callable[[], dict]] | None = None,
+                 policy: BoundaryPolicy | None = None, admin_token: str | None = None,
+                 keys: Mapping[str, str] | None = None):
+        """``policy``: who may call (default: a loopback server's); ``admin_token``: the secret admin calls
+        carry (None: no state-changing admin call is accepted); ``keys``: access key → secret of the
+        key pairs signatures are verified against when the policy requires signatures."""
         self.service = service
         self.runtime: RuntimeHandler | None = None
         self._model = botocore.session.get_session().get_service_model("sagemaker")
@@ -44,12 +61,64 @@ class Gateway:
         self._identity_arn = identity_arn
         self._account_id = account_id
         self._admin = admin or {}
+        self.policy = policy or BoundaryPolicy()
+        self._admin_token = admin_token
+        self._keys = dict(keys or {})
+        runtime_model = botocore.session.get_session().get_service_model("sagemaker-runtime")
+        self._invoke_limits = {kind: runtime_model.operation_model(op).input_shape.members["Body"].metadata["max"]
+                               for kind, op in _INVOKE_OPERATIONS.items()}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The boundary (Host, Origin, admin token, signature; see :mod:`smlocal.gateway.boundary`), then routing."""
+        policy = self.policy
+        refusal = boundary.check_host(environ, policy) or boundary.check_origin(environ, policy)
+        if refusal is not None:
+            return _refuse(start_response, refusal, "json")
+        allowed_origin = boundary.origin_allowed(environ, policy)
+        if allowed_origin and boundary.is_preflight(environ):
+            headers = boundary.preflight_headers(environ) + [("Content-Length", "0")]
+            start_response(boundary.status_line(200), headers)
+            return [b""]
+        path = environ.get("PATH_INFO", "")
+        if boundary.is_admin_path(path):
+            refusal = boundary.check_admin(environ, self._admin_token)
+            if refusal is not None:
+                return _refuse(start_response, refusal, "json")
+        else:
+            refused = self._check_signature(environ)
+            if refused is not None:
+                return _refuse(start_response, *refused)
+        extra = boundary.cors_headers(environ) if allowed_origin else []
+
+        def cors_start_response(status, headers, exc_info=None):
+            return start_response(status, boundary.without_cors(headers) + extra, exc_info)
+
+        return self._route(environ, cors_start_response)
+
+    def _check_signature(self, environ) -> tuple[boundary.Refusal, str] | None:
+        """Refusal (and the protocol to answer in) of a request whose signature the policy wants and lacks."""
+        headers = boundary.wsgi_headers(environ)
+        raw_path, query = boundary.raw_path_and_query(environ)
+        signed = has_signature(headers, query)
+        protocol = boundary.protocol_of(environ, credential_scope_service(headers, query))
+        if not boundary.needs_signature(environ, self.policy):
+            refusal = boundary.check_fetch_site(environ, self.policy, signed)
+            return None if refusal is None else (refusal, protocol)
+        failure = verify_sigv4(environ.get("REQUEST_METHOD", "GET"), raw_path, query, headers,
+                               lambda: hashlib.sha256(_peek_body(environ)).hexdigest(), self._keys.get)
+        if failure is not None:
+            log.info("refused a request signed by %r: %s", failure.access_key, failure.message)
+            return boundary.signature_refusal(failure.kind, failure.message, protocol), protocol
+        if not _declared_hash_holds(environ, headers.get("x-amz-content-sha256", "")):
+            return boundary.Refusal(400, "XAmzContentSHA256Mismatch", "The provided 'x-amz-content-sha256' "
+                                    "header does not match what was computed."), protocol
+        return None
+
+    def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         path = environ.get("PATH_INFO", "")
-        if target.startswith("SageMaker."):
-            return self._sagemaker(target[len("SageMaker."):], environ, start_response)
+        if target.startswith("SageMaker.") or (target and not moto_serves_target(target)):
+            return self._sagemaker(target, environ, start_response)
         match = _INVOKE.match(path)
         if match and environ.get("REQUEST_METHOD") == "POST":
             return self._invoke(match["name"], environ, start_response)
@@ -60,18 +129,15 @@ class Gateway:
         return self._moto(environ, start_response)
 
     # ---- SageMaker control plane (JSON 1.1)
-    def _sagemaker(self, operation: str, environ, start_response) -> Iterable[bytes]:
+    def _sagemaker(self, target: str, environ, start_response) -> Iterable[bytes]:
+        """``target``: ``SageMaker.<Op>``, or any X-Amz-Target moto does not serve (an unknown operation)."""
         request_id = str(uuid.uuid4())
+        operation = target[len("SageMaker."):] if target.startswith("SageMaker.") else target
         try:
-            if operation not in self._operations:
-                raise UnknownOperation(f"Operation {operation} is not a SageMaker operation.")
-            body = _read_body(environ)
-            try:
-                params = json.loads(body) if body else {}
-            except ValueError as exc:
-                raise ServiceError("Request body is not valid JSON", code="SerializationException", status=400) from exc
-            if not isinstance(params, dict):
-                raise ServiceError("Request body must be a JSON object", code="SerializationException", status=400)
+            if operation not in self._operations or operation == target:
+                raise UnknownOperation(f"Operation {target} is not an operation of SageMaker or of any "
+                                       "service smlocal serves.")
+            params = parse_json_object(_read_body(environ))
             validate_input(self._model.operation_model(operation), params)
             result = self.service.call(operation, params)
             return _json(start_response, 200, result, request_id)
@@ -86,17 +152,20 @@ class Gateway:
 
     # ---- SageMaker runtime
     def _invoke(self, name: str, environ, start_response) -> Iterable[bytes]:
-        body = _read_body(environ)
+        kind = _INVOKE.match(environ.get("PATH_INFO", ""))["kind"]
+        try:
+            body = read_body(environ, self._invoke_limits[kind])
+        except BodyTooLarge as exc:
+            return _runtime_error(start_response, "1 validation error detected: Value at 'body' failed to satisfy "
+                                  f"constraint: Member must have length less than or equal to {exc.limit}")
+        except BodyError as exc:
+            return _runtime_error(start_response, exc.message)
         headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):
             headers["content-type"] = environ["CONTENT_TYPE"]
         if self.runtime is None:
-            status, out_headers, payload = 400, {"Content-Type": "application/json"}, json.dumps(
-                {"__type": "ValidationError", "message": f"Endpoint {name} of account {self._account_id} not found."}
-            ).encode()
-            out_headers["x-amzn-ErrorType"] = "ValidationError"
-        else:
-            status, out_headers, payload = self.runtime(name, headers, body)
+            return _runtime_error(start_response, f"Endpoint {name} of account {self._account_id} not found.")
+        status, out_headers, payload = self.runtime(name, headers, body)
         start_response(_status_line(status), list(out_headers.items()) + [("Content-Length", str(len(payload)))])
         return [payload]
 
@@ -135,21 +204,67 @@ class Gateway:
 
 
 def _read_body(environ) -> bytes:
-    if "smlocal.body" in environ:
-        return environ["smlocal.body"]
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    body = environ["wsgi.input"].read(length) if length else b""
-    environ["smlocal.body"] = body
-    return body
+    """The body of a control-plane request (at most :data:`MAX_CONTROL_PLANE_BODY` bytes); raises ``BodyError``."""
+    return read_body(environ, MAX_CONTROL_PLANE_BODY)
 
 
 def _peek_body(environ) -> bytes:
-    """Reads the body once and puts it back for whoever handles the request next."""
-    import io
+    """Reads the body once and puts it back for whoever handles the request next.
 
-    body = _read_body(environ)
+    A body that cannot be read within the control-plane bounds peeks as ``b""`` and is left to the
+    next handler (moto) to refuse.
+    """
+    try:
+        body = _read_body(environ)
+    except BodyTooLarge:
+        return b""  # nothing was read
+    except BodyError:
+        body = b""
     environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
     return body
+
+
+def _refuse(start_response, refusal: boundary.Refusal, protocol: str) -> Iterable[bytes]:
+    status, headers, body = boundary.render(refusal, protocol, str(uuid.uuid4()))
+    start_response(status, headers)
+    return [body]
+
+
+def _declared_hash_holds(environ, declared: str, spool_limit: int = 8 << 20) -> bool:
+    """Whether a body declared by a hex ``x-amz-content-sha256`` has that digest.
+
+    The body is read once (spooled to disk beyond ``spool_limit``) and put back for the next handler.
+    Non-hex values (``UNSIGNED-PAYLOAD``, ``STREAMING-*``) declare nothing to check.
+    """
+    if not re.fullmatch(r"[0-9a-f]{64}", declared.strip().lower()):
+        return True
+    if "smlocal.body" in environ:
+        return hashlib.sha256(environ["smlocal.body"]).hexdigest() == declared.strip().lower()
+    length = environ.get("CONTENT_LENGTH") or "0"
+    if not length.isdigit():
+        return True  # malformed framing is refused by the request handler
+    remaining, digest = int(length), hashlib.sha256()
+    spool = tempfile.SpooledTemporaryFile(max_size=spool_limit)
+    source = environ["wsgi.input"]
+    while remaining > 0:
+        chunk = source.read(min(remaining, 1 << 20))
+        if not chunk:
+            break
+        digest.update(chunk)
+        spool.write(chunk)
+        remaining -= len(chunk)
+    spool.seek(0)
+    environ["wsgi.input"] = spool
+    return digest.hexdigest() == declared.strip().lower()
+
+
+def _runtime_error(start_response, message: str, code: str = "ValidationError") -> Iterable[bytes]:
+    """A SageMaker runtime error (REST-JSON: the code in ``x-amzn-ErrorType`` and ``__type``)."""
+    payload = json.dumps({"__type": code, "message": message}).encode()
+    start_response(_status_line(400), [("Content-Type", "application/json"), ("x-amzn-ErrorType", code),
+                                       ("Content-Length", str(len(payload)))])
+    return [payload]
 
 
 def _json(start_response, status: int, payload: dict, request_id: str, error_type: str | None = None):
@@ -165,7 +280,7 @@ def _json(start_response, status: int, payload: dict, request_id: str, error_typ
     return [data]
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 415: "Unsupported Media Type",
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 413: "Content Too Large", 415: "Unsupported Media Type",
             424: "Failed Dependency", 500: "Internal Server Error", 501: "Not Implemented",
             503: "Service Unavailable"}
 

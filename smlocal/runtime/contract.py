@@ -512,6 +512,10 @@ def _validate_processing(request: Mapping[str, Any]) -> None:
             if names.count(name) > 1:
                 raise ValidationError(f"{kind} names must be unique. Duplicate {key}: {name}")
         for item in items:
+            s3 = item.get("S3Input") or item.get("S3Output")
+            if s3 and s3.get("LocalPath") is None and not item.get("AppManaged"):
+                raise ValidationError(f"{kind} {item[key]}: LocalPath is a required parameter when AppManaged "
+                                      "is False.")
             local = (item.get("S3Input") or item.get("DatasetDefinition")
                      or item.get("S3Output") or {}).get("LocalPath")
             if local is not None and not local.startswith(PROCESSING_PREFIX):
@@ -549,7 +553,7 @@ def processing_layout(
         entry, s3 = dict(item), item.get("S3Input")
         if s3:  # as the container sees it: every default filled in
             s3 = entry["S3Input"] = {
-                "LocalPath": s3["LocalPath"], "S3Uri": s3["S3Uri"],
+                "LocalPath": s3.get("LocalPath"), "S3Uri": s3["S3Uri"],
                 "S3DataDistributionType": s3.get("S3DataDistributionType", "FullyReplicated"),
                 "S3DataType": s3["S3DataType"], "S3InputMode": s3.get("S3InputMode", "File"),
                 "S3CompressionType": s3.get("S3CompressionType", "None"), "S3DownloadMode": "StartOfJob"}
@@ -568,7 +572,7 @@ def processing_layout(
         config_outputs = []
         for item in output_config.get("Outputs") or []:
             entry = dict(item)
-            if item.get("S3Output"):
+            if item.get("S3Output") and item["S3Output"].get("LocalPath"):  # else AppManaged: nothing local
                 s3 = item["S3Output"]
                 mode = s3.get("S3UploadMode", "EndOfJob")
                 entry["S3Output"] = {"LocalPath": s3["LocalPath"], "S3Uri": s3["S3Uri"],

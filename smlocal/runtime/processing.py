@@ -24,11 +24,10 @@ for a Completed job; Pipe input mode is staged as files; Continuous upload happe
 
 from __future__ import annotations
 
+import codecs
 import gzip
-import hashlib
 import os
 import shutil
-import tarfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,15 +37,16 @@ from typing import Callable, Protocol
 
 from smlocal.config import ImageMapping
 from smlocal.errors import ValidationError
-from smlocal.runtime import contract
+from smlocal.runtime import archives, contract, jobfiles
 from smlocal.runtime.backends.base import RunControl, RunResult, RunSpec
 from smlocal.runtime.environments import RequirementsError, python_for_requirements
 from smlocal.runtime.images import Runtime, UnresolvableImage, resolve_runtime
 from smlocal.runtime.job import RuntimeContext, interpreter_command, job_dir, job_marker, pidfile
-from smlocal.runtime.staging import StagingError, extract_tar, safe_join
+from smlocal.runtime.staging import StagingError, safe_join
 
 KIND = "processing"
 TEXT_MAX = 1024  # FailureReason and ExitMessage: "up to one KB"
+EXIT_MESSAGE_READ_MAX = 64 * 1024  # bytes of each host's /opt/ml/output/message read
 ALGORITHM_ERROR = "AlgorithmError: See job logs for more information"
 EXIT_MESSAGE_FILE = "output/message"  # relative to /opt/ml
 # The framework images have no ENTRYPOINT; their base (ubuntu) CMD is bash, which with no
@@ -144,7 +144,7 @@ def run_processing_job(job: dict, ctx: RuntimeContext, reporter: ProcessingRepor
         elif cause == "stopped" or any(h.result and h.result.timed_out for h in hosts):
             outcome.status = "Stopped"
         else:
-            _upload_outputs(job, hosts, ctx)
+            _upload_outputs(job, hosts, ctx, reporter)
             outcome.status = "Completed"
     except (JobFailure, UnresolvableImage) as exc:
         outcome.status, outcome.failure_reason = "Failed", _clip(str(exc))
@@ -280,34 +280,20 @@ def _python_for(host: _Host, ctx: RuntimeContext, log: Callable[[str], None]) ->
     if not bundle.is_file():
         return ctx.python
     try:
-        with tarfile.open(bundle) as archive:
-            names = {m.name.removeprefix("./") for m in archive.getmembers() if m.isfile()}
-        if "requirements.txt" not in names:
+        content = archives.scan(bundle, origin=bundle.name)
+        if "requirements.txt" not in content.files:
             return ctx.python
         # one pristine folder per distinct bundle content: the environment cache key covers the
         # local packages' paths and files, so the same sourcedir in a later job reuses the
         # environment (pip builds local packages in-tree, hence re-unpacked every time)
-        digest = _content_digest(bundle)
-        unpacked = ctx.envs_root / "_sourcedirs" / digest
-        with _lock_for(digest):
+        unpacked = ctx.envs_root / "_sourcedirs" / content.digest
+        unpacked.parent.mkdir(parents=True, exist_ok=True)
+        with _lock_for(content.digest):
             shutil.rmtree(unpacked, ignore_errors=True)
-            extract_tar(bundle.read_bytes(), unpacked, origin=bundle.name)
+            archives.extract(bundle, unpacked, origin=bundle.name)
             return python_for_requirements(unpacked, ctx.envs_root, log)
-    except tarfile.TarError as exc:
-        raise JobFailure(f"ClientError: {bundle.name} is not a valid tar archive: {exc}") from exc
     except RequirementsError as exc:
         raise JobFailure(f"AlgorithmError: {exc}") from exc
-
-
-def _content_digest(bundle: Path) -> str:
-    """A digest of a tar's member names and file contents (not its timestamps)."""
-    digest = hashlib.sha256()
-    with tarfile.open(bundle) as archive:
-        for member in sorted(archive.getmembers(), key=lambda m: m.name):
-            digest.update(member.name.encode() + b"\0")
-            if member.isfile():
-                digest.update(archive.extractfile(member).read())
-    return digest.hexdigest()[:16]
 
 
 def _lock_for(key: str) -> threading.Lock:
@@ -378,11 +364,13 @@ def _exit_message(hosts: list[_Host]) -> str | None:
     """Every host's /opt/ml/output/message, concatenated, first 1 KB (None when none wrote one)."""
     parts = []
     for host in hosts:
-        path = host.opt_ml / EXIT_MESSAGE_FILE
-        if not path.is_file():
+        # the job may have made it a link to a host file or a FIFO: only a regular file is read
+        found = jobfiles.read_regular(host.opt_ml, EXIT_MESSAGE_FILE, EXIT_MESSAGE_READ_MAX)
+        if found is None:
             continue
+        data, truncated = found
         try:
-            parts.append(path.read_bytes().decode("utf-8"))
+            parts.append(codecs.getincrementaldecoder("utf-8")().decode(data, final=not truncated))
         except UnicodeDecodeError as exc:
             raise JobFailure(f"ClientError: The exit message file /opt/ml/output/message of {host.name} "
                              "is not UTF-8 encoded.") from exc
@@ -390,14 +378,15 @@ def _exit_message(hosts: list[_Host]) -> str | None:
     return text[:TEXT_MAX] if text else None
 
 
-def _upload_outputs(job: dict, hosts: list[_Host], ctx: RuntimeContext) -> None:
+def _upload_outputs(job: dict, hosts: list[_Host], ctx: RuntimeContext, reporter: ProcessingReporter) -> None:
     managed = {o["OutputName"] for o in (job.get("ProcessingOutputConfig") or {}).get("Outputs") or []
                if o.get("AppManaged")}
     for host in hosts:
         for binding in host.layout.outputs:
-            folder = host.opt_ml / binding.path
-            if binding.s3_uri and binding.name not in managed and folder.is_dir():
-                ctx.stager.upload_tree(folder, binding.s3_uri)
+            if binding.s3_uri and binding.name not in managed:
+                # the job owns its /opt/ml: nothing there is followed if it is a link
+                ctx.stager.upload_tree(host.opt_ml / binding.path, binding.s3_uri, root=host.opt_ml,
+                                       log=lambda line, name=host.name: reporter.log(name, line))
 
 
 # ---- texts

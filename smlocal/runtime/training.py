@@ -12,8 +12,9 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from smlocal.runtime import contract
+from smlocal.runtime import archives, contract, jobfiles
 from smlocal.runtime.backends.base import RunControl, RunSpec
 from smlocal.runtime.environments import RequirementsError, python_for_requirements
 from smlocal.runtime.images import Runtime, UnresolvableImage, resolve_runtime
@@ -26,9 +27,10 @@ from smlocal.runtime.job import (
     job_marker,
     pidfile,
 )
-from smlocal.runtime.staging import StagingError, join_s3, make_tar_gz
+from smlocal.runtime.staging import StagingError, join_s3, make_tar_gz, safe_join
 
 FAILURE_REASON_MAX = 1024
+FAILURE_FILE_READ_MAX = 64 * 1024  # bytes of /opt/ml/output/failure read
 ALGORITHM_MODULES = {
     "xgboost": "smlocal.runtime.algorithms.xgboost_algo",
     "knn": "smlocal.runtime.algorithms.knn_algo",
@@ -86,8 +88,11 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
                     python = python_for_requirements(code_dir, ctx.envs_root, reporter.log)
                 except RequirementsError as exc:
                     raise JobFailure(f"AlgorithmError: {exc}") from exc
-            entry = code_dir / params.program
-            if entry.is_file():
+            try:
+                entry = safe_join(code_dir, params.program)
+            except StagingError:
+                entry = None  # a program outside the code dir: the toolkit fails to find it
+            if entry is not None and entry.is_file():
                 entry.chmod(0o777)  # the toolkit makes the entry point executable
             command = list(contract.script_command(params.program, layout.args, python=python))
             workdir = "/opt/ml/code"
@@ -138,7 +143,8 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
 
         if outcome.status != "Failed":
             reporter.secondary("Uploading", "Uploading generated training model")
-        outcome.model_artifacts = _upload_outputs(job, opt_ml, ctx, upload_model=outcome.status != "Failed")
+        outcome.model_artifacts = _upload_outputs(job, opt_ml, ctx, upload_model=outcome.status != "Failed",
+                                                  log=reporter.log)
     except (JobFailure, StagingError, UnresolvableImage) as exc:
         outcome.status = outcome.secondary = "Failed"
         outcome.failure_reason = _clip(str(exc))
@@ -197,17 +203,16 @@ def _fetch_code(submit_directory: str, code_dir: Path, ctx: RuntimeContext) -> N
         if source.is_dir():
             shutil.copytree(source, code_dir, dirs_exist_ok=True)
         else:
-            from smlocal.runtime.staging import extract_tar
-
-            extract_tar(source.read_bytes(), code_dir, origin=submit_directory)
+            archives.extract(source, code_dir, origin=submit_directory)
     else:
         raise JobFailure(f"ClientError: sagemaker_submit_directory '{submit_directory}' is not an S3 URI")
 
 
 def _failure_reason(opt_ml: Path, result, command: list[str], runtime: Runtime) -> str:
-    failure_file = opt_ml / "output" / "failure"
-    if failure_file.is_file():
-        text = failure_file.read_text(errors="replace").strip()
+    # the job may have made it a link to a host file or a FIFO: only a regular file is read
+    failure = jobfiles.read_regular(opt_ml, "output/failure", FAILURE_FILE_READ_MAX)
+    if failure is not None:
+        text = failure[0].decode(errors="replace").strip()
         if text:
             return _clip(text)
     if runtime.kind == "framework":
@@ -218,19 +223,22 @@ def _failure_reason(opt_ml: Path, result, command: list[str], runtime: Runtime) 
     return _clip(f"AlgorithmError: process exited with code {result.exit_code}")
 
 
-def _upload_outputs(job: dict, opt_ml: Path, ctx: RuntimeContext, *, upload_model: bool) -> str | None:
+def _upload_outputs(job: dict, opt_ml: Path, ctx: RuntimeContext, *, upload_model: bool,
+                    log: Callable[[str], None]) -> str | None:
     name = job["TrainingJobName"]
     prefix = join_s3(job["OutputDataConfig"]["S3OutputPath"], name, "output")
     staging = opt_ml.parent / "_artifacts"
     staging.mkdir(exist_ok=True)
     model_uri = None
     try:
-        data_dir = opt_ml / "output" / "data"
-        if data_dir.is_dir() and any(data_dir.iterdir()):
-            ctx.stager.upload_file(make_tar_gz(data_dir, staging / "output.tar.gz"), join_s3(prefix, "output.tar.gz"))
+        # the job owns everything below opt_ml: nothing there is followed if it is a link
+        if jobfiles.walk(opt_ml, "output/data"):
+            packed = make_tar_gz(opt_ml / "output" / "data", staging / "output.tar.gz", root=opt_ml, log=log)
+            ctx.stager.upload_file(packed, join_s3(prefix, "output.tar.gz"))
         if upload_model:
             model_uri = join_s3(prefix, "model.tar.gz")
-            ctx.stager.upload_file(make_tar_gz(opt_ml / "model", staging / "model.tar.gz"), model_uri)
+            packed = make_tar_gz(opt_ml / "model", staging / "model.tar.gz", root=opt_ml, log=log)
+            ctx.stager.upload_file(packed, model_uri)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return model_uri

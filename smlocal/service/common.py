@@ -33,9 +33,12 @@ def _offset(token: str | None) -> int:
     if not token:
         return 0
     try:
-        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["o"])
-    except (ValueError, KeyError, TypeError) as exc:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["o"]
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise ValidationError("Invalid pagination token") from exc
+    if type(offset) is not int or offset < 0:  # a token this module did not write
+        raise ValidationError("Invalid pagination token")
+    return offset
 
 
 def list_page(

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import botocore.session
 
 from smlocal.errors import ConflictError, ResourceNotFound, ServiceError, ValidationError
-from smlocal.gateway.validation import validate_input
+from smlocal.service.validation import validate_input
 from smlocal.pipelines.definition import PipelineDefinition, dependencies, parse_definition, resolve_parameters
 from smlocal.pipelines.executor import DEFAULT_MAX_PARALLEL, ExecutionInfo, ExecutionRun, execution_variables
 from smlocal.pipelines.expressions import EvaluationContext, ExpressionError, evaluate, render_string

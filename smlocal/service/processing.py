@@ -84,7 +84,7 @@ class ProcessingJobs(JobFamily):
         if control.stop.is_set():
             self._finish(name, ProcessingOutcome(status="Stopped"))
             return
-        reporter = _Reporter(self._store, name, self._runtime.logs_client)
+        reporter = _Reporter(self._store, name, self._runtime.logs_client, self._runtime.log_journal)
         outcome = None
         try:
             outcome = run_processing_job(job, self._runtime, reporter, control)
@@ -116,10 +116,11 @@ class ProcessingJobs(JobFamily):
 class _Reporter:
     """One CloudWatch stream per host (``<job>/algo-N-<epoch>``), opened when the host first logs."""
 
-    def __init__(self, store: Store, name: str, logs_client):
+    def __init__(self, store: Store, name: str, logs_client, journal=None):
         self._store = store
         self._name = name
         self._client = logs_client
+        self._journal = journal
         self._writers: dict[str, LogStreamWriter] = {}
         self._lock = threading.Lock()
 
@@ -132,7 +133,8 @@ class _Reporter:
             writer = self._writers.get(host)
             if writer is None:
                 writer = self._writers[host] = LogStreamWriter(self._client, LOG_GROUP,
-                                                               log_stream_name(self._name, host))
+                                                               log_stream_name(self._name, host),
+                                                               journal=self._journal)
         writer.write(line)
 
     def close(self) -> None:

@@ -63,7 +63,7 @@ class Tags:
         arn = self._resource(request["ResourceArn"])
         tags = (self._store.get(KIND, arn) or {}).get("Tags", [])
         token = request.get("NextToken") or "0"
-        if not token.isdigit():
+        if not (token.isascii() and token.isdigit()):
             raise ValidationError("Invalid pagination token.")
         start = int(token)
         size = request.get("MaxResults") or 50

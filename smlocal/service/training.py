@@ -89,7 +89,8 @@ class TrainingJobs(JobFamily):
         if control.stop.is_set():
             self._finish(name, "Stopped", "Stopped", None, None, [], None, None)
             return
-        writer = LogStreamWriter(self._runtime.logs_client, LOG_GROUP, log_stream_name(name))
+        writer = LogStreamWriter(self._runtime.logs_client, LOG_GROUP, log_stream_name(name),
+                                 journal=self._runtime.log_journal)
         reporter = _Reporter(self._store, name, writer)
         outcome = None
         try:
@@ -171,10 +172,13 @@ def _close_transition(doc: dict, stamp: float) -> None:
 
 def _check_request(request: dict[str, Any]) -> None:
     """Checks AWS makes at create time that the service model cannot express."""
-    spec = request["AlgorithmSpecification"]
+    spec = request.get("AlgorithmSpecification") or {}  # optional in the model, required to run anything
     if not spec.get("TrainingImage") and not spec.get("AlgorithmName"):
         raise ValidationError("Either TrainingImage or AlgorithmName must be specified in AlgorithmSpecification.")
     names = [c["ChannelName"] for c in request.get("InputDataConfig") or []]
+    dots = sorted({n for n in names if n in (".", "..")})
+    if dots:  # the model's pattern allows them, but each channel is a folder /opt/ml/input/data/<name>
+        raise ValidationError(f"Channel names {dots} are not valid: a channel name cannot be '.' or '..'.")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValidationError(f"Channel names must be unique. Duplicate channel names: {duplicates}")

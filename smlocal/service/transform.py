@@ -18,6 +18,8 @@ import copy
 import logging
 from typing import Any, Protocol
 
+from botocore.exceptions import ParamValidationError
+
 from smlocal.errors import ResourceInUse, ValidationError
 from smlocal.runtime.backends.base import RunControl
 from smlocal.runtime.job import RuntimeContext
@@ -111,7 +113,7 @@ class TransformJobs(JobFamily):
         uri = source["S3Uri"]
         try:
             found = bool(self._runtime.stager.list_keys(uri))
-        except StagingError:
+        except (StagingError, ParamValidationError):  # ParamValidationError: not an S3 bucket name at all
             found = False
         if not found:
             bucket = split_s3_uri(uri)[0] if uri.startswith("s3://") else uri
@@ -141,7 +143,8 @@ class TransformJobs(JobFamily):
             except ValidationError as exc:  # deleted between create and run
                 outcome = TransformOutcome(failure_reason=f"ClientError: {exc.message}")
                 return
-            logs = TransformLogs(lambda stream: LogStreamWriter(self._runtime.logs_client, LOG_GROUP, stream), name)
+            logs = TransformLogs(lambda stream: LogStreamWriter(self._runtime.logs_client, LOG_GROUP, stream,
+                                                          journal=self._runtime.log_journal), name)
             outcome = run_transform_job(job, model, self._runtime, logs, control, on_started=self._started(name))
         finally:
             if logs is not None:

@@ -11,7 +11,8 @@
   ``name.<key>.member`` for map entries; a scalar list's element constraints and a map's key/value
   constraints are reported once for the collection, listing every constraint of the element shape.
 
-Unknown and ``null`` members are ignored, as AWS does. Java-only regex constructs in the model are
+Unknown and ``null`` members are ignored, as AWS does. Scalars are delivered to the service in
+their shape's type (``validate_input`` rewrites them in place). Java-only regex constructs in the model are
 translated; a pattern Python still cannot compile is skipped and logged.
 """
 
@@ -42,6 +43,7 @@ MAX_REPORTED_ERRORS = 10
 _LIST_HERE = "Start of list found where not expected"
 _OBJECT_HERE = "Start of structure or map found where not expected."
 _NUMERIC = frozenset({"integer", "long", "float", "double"})
+_EPOCH_MIN, _EPOCH_MAX = -62135596800, 253402300799  # 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
 _BOOL_WORDS = {"true": True, "yes": True, "y": True, "t": True, "1": True,
                "false": False, "no": False, "n": False, "f": False, "0": False}
 
@@ -54,7 +56,12 @@ class SerializationError(ServiceError):
 
 
 def validate_input(operation: OperationModel, params: dict) -> None:
-    """Raise the AWS error for ``params`` (a decoded JSON body) if it does not fit ``operation``."""
+    """Raise the AWS error for ``params`` (a decoded JSON body) if it does not fit ``operation``.
+
+    When it fits, ``params`` is left holding the values as AWS deserializes them: timestamps as epoch
+    seconds (an ISO-8601 string is accepted, as botocore may send one), ``"true"`` as ``True``, a
+    JSON number truncated for an integral member. Blobs stay base64 text.
+    """
     shape = operation.input_shape
     if shape is None:
         return
@@ -106,13 +113,18 @@ def _to_boolean(v):
 
 
 def _to_timestamp(v):
-    if type(v) is int or type(v) is float:
+    """Epoch seconds from a JSON number or an ISO-8601 string (UTC unless it says otherwise)."""
+    if type(v) is str:
+        try:
+            moment = datetime.datetime.fromisoformat(v)
+        except ValueError:
+            raise _mismatch(v, "a Timestamp") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        return moment.timestamp()
+    if (type(v) is int or type(v) is float) and _EPOCH_MIN <= v <= _EPOCH_MAX:  # NaN compares False
         return v
-    try:
-        datetime.datetime.fromisoformat(v)
-        return v
-    except (TypeError, ValueError):
-        raise _mismatch(v, "a Timestamp") from None
+    raise _mismatch(v, "a Timestamp")
 
 
 def _to_blob(v):
@@ -205,26 +217,34 @@ class _Scalar:
             bad.append(self.pattern_text)
         return bad
 
-    def check(self, v, path: str, errors: list) -> None:
-        v = self.coerce(v)
+    def check(self, v, path: str, errors: list):
+        coerced = self.coerce(v)
         if self.checked:
-            for text in self.failures(v):
-                _report(errors, self, v, path, text)
+            for text in self.failures(coerced):
+                _report(errors, self, coerced, path, text)
+        return self.delivered(v, coerced)
+
+    def delivered(self, raw, coerced):
+        """What the service receives: the value as AWS deserializes it (a blob stays base64 text)."""
+        return raw if self.kind == "blob" else coerced
 
 
 class _Struct:
     __slots__ = ("members", "sensitive")
 
-    def check(self, v, path: str, errors: list) -> None:
+    def check(self, v, path: str, errors: list):
         if type(v) is not dict:
             raise _container_mismatch(v, "Expected null")
         prefix = path + "." if path else ""
         for wire, camel, node, required in self.members:
             value = v.get(wire)
             if value is not None:
-                node.check(value, prefix + camel, errors)
+                out = node.check(value, prefix + camel, errors)
+                if out is not value:
+                    v[wire] = out
             elif required:
                 _null(errors, prefix + camel)
+        return v
 
 
 class _Collection:
@@ -239,8 +259,11 @@ class _Collection:
             _report(errors, self, v, path, self.lo_text)
 
     @staticmethod
-    def _check_elements(item, entries, path: str, errors: list) -> bool:
-        """Type-check (and for non-scalars validate) every element; say if a scalar one is bad."""
+    def _check_elements(item, entries, path: str, errors: list, deliver) -> bool:
+        """Type-check (and for non-scalars validate) every element; say if a scalar one is bad.
+
+        ``deliver(key, value)`` stores a scalar element as the service is to receive it.
+        """
         bad, scalar = False, type(item) is _Scalar
         for key, e in entries:
             if e is None:
@@ -248,34 +271,38 @@ class _Collection:
             elif not scalar:
                 item.check(e, f"{path}.{key}.member", errors)
             else:
-                e = item.coerce(e)
-                bad = bad or (item.checked and bool(item.failures(e)))
+                coerced = item.coerce(e)
+                bad = bad or (item.checked and bool(item.failures(coerced)))
+                if (out := item.delivered(e, coerced)) is not e:
+                    deliver(key, out)
         return bad
 
 
 class _List(_Collection):
     __slots__ = ("item",)
 
-    def check(self, v, path: str, errors: list) -> None:
+    def check(self, v, path: str, errors: list):
         if type(v) is not list:
             raise _container_mismatch(v, "Expected list or null")
         self._check_length(v, path, errors)
-        if self._check_elements(self.item, enumerate(v, 1), path, errors):
+        if self._check_elements(self.item, enumerate(v, 1), path, errors, lambda i, e: v.__setitem__(i - 1, e)):
             _report(errors, self, v, path, "Member must satisfy constraint: [" + ", ".join(self.item.texts) + "]")
+        return v
 
 
 class _Map(_Collection):
     __slots__ = ("key", "value")
 
-    def check(self, v, path: str, errors: list) -> None:
+    def check(self, v, path: str, errors: list):
         if type(v) is not dict:
             raise _container_mismatch(v, "Expected map or null")
         self._check_length(v, path, errors)
         key, value = self.key, self.value
         if key.checked and any(key.failures(k) for k in v):
             _report(errors, self, v, path, "Map keys must satisfy constraint: [" + ", ".join(key.texts) + "]")
-        if self._check_elements(value, v.items(), path, errors):
+        if self._check_elements(value, list(v.items()), path, errors, v.__setitem__):
             _report(errors, self, v, path, "Map value must satisfy constraint: [" + ", ".join(value.texts) + "]")
+        return v
 
 
 # --- building and caching ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import botocore.session
 import pytest
 
 from smlocal.errors import ServiceError, ValidationError
-from smlocal.gateway.validation import SerializationError, _compiled, java_regex_to_python, validate_input
+from smlocal.service.validation import SerializationError, _compiled, java_regex_to_python, validate_input
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 NAME_PATTERN = "[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"
@@ -367,3 +367,33 @@ def test_java_regex_translation():
     assert xml.fullmatch("ok 😀\t") and not xml.fullmatch("bell\x07")
     with pytest.raises(ValueError):
         java_regex_to_python("[a-z&&[^b]]")
+
+
+# --- values as the service receives them ----------------------------------------------------------
+
+@pytest.mark.parametrize("wire, epoch", [
+    ("2024-01-01T00:00:00Z", 1704067200.0), ("2024-01-01", 1704067200.0),
+    ("2024-01-01T01:00:00+01:00", 1704067200.0), (1704067200, 1704067200), (1704067200.5, 1704067200.5),
+])
+def test_timestamps_reach_the_service_as_epoch_seconds(model, wire, epoch):
+    params = {"CreationTimeAfter": wire}
+    validate_input(model.operation_model("ListTrainingJobs"), params)
+    assert params["CreationTimeAfter"] == epoch
+
+
+@pytest.mark.parametrize("wire", ["yesterday", "2024-13-45", "", 1e300, -1e20, float("nan")])
+def test_timestamps_that_are_no_instant_are_refused(model, wire):
+    message = serialization_message(model, "ListTrainingJobs", {"CreationTimeAfter": wire})
+    assert message.endswith("can not be converted to a Timestamp")
+
+
+def test_scalars_are_delivered_in_their_shapes_type(model):
+    """A JSON number is truncated for an integral member and "true" is a boolean, as Coral reads them."""
+    request = {"TrainingJobName": "j", "RoleArn": ROLE, "OutputDataConfig": {"S3OutputPath": "s3://b/o"},
+               "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+               "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1.7, "VolumeSizeInGB": 1},
+               "StoppingCondition": {"MaxRuntimeInSeconds": 60}, "EnableNetworkIsolation": "true"}
+    validate_input(model.operation_model("CreateTrainingJob"), request)
+    assert type(request["ResourceConfig"]["InstanceCount"]) is int and request["ResourceConfig"]["InstanceCount"] == 1
+    assert request["EnableNetworkIsolation"] is True
+    assert request["AlgorithmSpecification"]["TrainingImage"] == IMAGE

@@ -121,7 +121,8 @@ def _start_variant(ctx: RuntimeContext, endpoint: str, production: dict, model: 
                    cancel: threading.Event | None, artifact_cache: Path | None) -> Variant:
     name = production["VariantName"]
     instance = new_instance_id()
-    writer = LogStreamWriter(ctx.logs_client, responses.log_group(endpoint), responses.log_stream(name, instance))
+    writer = LogStreamWriter(ctx.logs_client, responses.log_group(endpoint), responses.log_stream(name, instance),
+                             journal=ctx.log_journal)
     containers = model.get("Containers") or [model["PrimaryContainer"]]
     try:
         server = ModelServer.start(

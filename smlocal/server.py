@@ -26,7 +26,7 @@ from werkzeug.serving import make_server
 
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 
-from smlocal.auth import (CLIENT_ACCESS_KEY, accepted_keys, client_environment, client_secret_key,
+from smlocal.auth import (CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, accepted_keys, client_environment, client_secret_key,
                           remove_server_record, s3_credentials, server_record_path, write_server_record)
 from smlocal.config import DEFAULT_ROLE_NAME, Settings
 from smlocal.gateway import boundary
@@ -224,8 +224,12 @@ class Emulator:
         names: list[str] = []
         if boundary.is_wildcard(self.settings.host):
             names = [socket.gethostname(), socket.getfqdn()]
-        return boundary.policy_for(self.settings.host, self.settings.allow_origins, self.settings.allowed_hosts,
-                                   names)
+        policy = boundary.policy_for(self.settings.host, self.settings.allow_origins, self.settings.allowed_hosts,
+                                     names)
+        if policy.require_signature and client_secret_key() == CLIENT_SECRET_KEY:
+            log.warning("bound to %s with smlocal's default secret key: anyone who can reach this address can sign "
+                        "requests; set SMLOCAL_SECRET_ACCESS_KEY to a secret of your own", self.settings.host)
+        return policy
 
     def _write_record(self) -> None:
         """The server record clients read the admin token from (``auth.admin_token_for``)."""

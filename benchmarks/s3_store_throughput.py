@@ -1,7 +1,8 @@
 """S3 put/get throughput (MB/s): the durable store (`rclone serve s3` over files) against the in-memory one.
 
 The in-memory store is moto behind the smlocal gateway (what embedded runs and tests use); the
-durable one is what `smlocal up --data-dir D` runs. Each writes then reads 1 GiB of objects in two
+durable one is what `smlocal up --data-dir D` runs, measured twice: directly on rclone's port, and
+through the gateway's S3 proxy (what clients and jobs use: re-signed, streamed). Each writes then reads 1 GiB of objects in two
 shapes, 64 x 16 MiB and 1024 x 1 MiB, with PutObject / GetObject from the same boto3 client
 configuration (path style, 4 threads sharing one client, a pool of 8 connections). Rounds alternate
 between the stores; the best round of each is reported (``BENCH_ROUNDS``, default 2).
@@ -72,10 +73,13 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="smlocal-s3bench-"))
     try:
         with Emulator(load_settings(data_dir=folder / "memory", port=0)) as memory, \
-                DurableS3Store(folder / "durable") as durable:
+                DurableS3Store(folder / "durable") as durable, \
+                Emulator(load_settings(data_dir=folder / "proxied", port=0),
+                         s3_store=DurableS3Store(folder / "proxied")) as proxied:
             stores = {
                 "memory": _client(memory.endpoint, CLIENT_ACCESS_KEY, client_secret_key()),
                 "durable": _client(durable.endpoint, *durable.credentials),
+                "gateway": _client(proxied.endpoint, CLIENT_ACCESS_KEY, client_secret_key()),
             }
             for s3 in stores.values():
                 s3.create_bucket(Bucket="bench-bucket")
@@ -92,11 +96,16 @@ def main() -> None:
                               f"get {result['get_mb_s']:7.1f} MB/s", flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    ratios = {shape: {op: best["durable"][shape][f"{op}_mb_s"] / best["memory"][shape][f"{op}_mb_s"]
-                      for op in ("put", "get")} for shape in SHAPES}
+    def ratios(name: str, base: str) -> dict:
+        return {shape: {op: best[name][shape][f"{op}_mb_s"] / best[base][shape][f"{op}_mb_s"] for op in ("put", "get")}
+                for shape in SHAPES}
+
     write("s3_store_throughput", {"total_bytes_per_round": 1024 * MIB, "threads": THREADS, "rounds": rounds,
                                   "memory_moto_via_gateway": best["memory"], "durable_rclone": best["durable"],
-                                  "durable_over_memory": ratios})
+                                  "durable_via_gateway": best["gateway"],
+                                  "durable_over_memory": ratios("durable", "memory"),
+                                  "durable_via_gateway_over_memory": ratios("gateway", "memory"),
+                                  "durable_via_gateway_over_durable": ratios("gateway", "durable")})
 
 
 if __name__ == "__main__":

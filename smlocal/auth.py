@@ -43,7 +43,9 @@ def client_environment(endpoint: str, settings: Settings) -> dict[str, str]:
     """Environment variables that send every AWS client to smlocal.
 
     * ``AWS_ENDPOINT_URL`` for every service (botocore ≥ 1.31 honours it), and
-      ``AWS_ENDPOINT_URL_S3`` when S3 is an external store;
+      ``AWS_ENDPOINT_URL_S3`` only when S3 is an external store (``--s3-endpoint``): the in-memory S3
+      and smlocal's own durable store (``smlocal up --data-dir``, reached through the gateway's S3
+      proxy) are on the gateway's port, with smlocal's key pair;
     * region and credentials (with an external store, its credentials: moto accepts any);
     * ``PYTHONPATH`` gains smlocal's site hook, which redirects SDK clients built with explicit
       ``*.amazonaws.com`` endpoints (the SDK's regional STS client) to smlocal and, unless
@@ -269,6 +271,43 @@ def verify_sigv4(method: str, raw_path: str, query_string: str, headers: Mapping
                                 "you provided. Check your AWS Secret Access Key and signing method.",
                                 parsed.access_key, parsed.service)
     return None
+
+
+def sign_sigv4(method: str, raw_path: str, query_string: str, headers: Mapping[str, str], access_key: str,
+               secret: str, region: str, service: str, payload_hash: str = UNSIGNED_PAYLOAD,
+               now: float | None = None) -> dict[str, str]:
+    """The headers that sign a request with SigV4 (Authorization header form): the inverse of :func:`verify_sigv4`.
+
+    Args:
+        method: the HTTP method.
+        raw_path: the path exactly as it will be sent (percent-encoded), without the query.
+        query_string: the query exactly as it will be sent (without ``?``).
+        headers: the headers that will be sent, names in lower case; ``host`` is required. Every
+            ``x-amz-*`` header, ``host``, ``content-md5`` and ``content-type`` among them are signed.
+        access_key: the key pair's access key id.
+        secret: the key pair's secret.
+        region: the region of the credential scope.
+        service: the service of the credential scope (``s3``).
+        payload_hash: the ``x-amz-content-sha256`` value: a hex digest or ``UNSIGNED-PAYLOAD``.
+        now: the signing time (epoch seconds), for tests.
+
+    Returns:
+        ``x-amz-date``, ``x-amz-content-sha256`` and ``authorization``, to add to ``headers``.
+    """
+    moment = datetime.datetime.fromtimestamp(time.time() if now is None else now, datetime.timezone.utc)
+    amz_date = moment.strftime("%Y%m%dT%H%M%SZ")
+    added = {"x-amz-date": amz_date, "x-amz-content-sha256": payload_hash}
+    every = {name.lower(): value for name, value in headers.items()}
+    every.update(added)
+    if "host" not in every:
+        raise ValueError("a SigV4 request must carry a host header")
+    signed = tuple(sorted(name for name in every
+                          if name.startswith("x-amz-") or name in ("host", "content-md5", "content-type")))
+    canonical = canonical_request(method, raw_path, query_string, every, signed, payload_hash, service=service)
+    signature = sigv4_signature(secret, amz_date, region, service, canonical)
+    added["authorization"] = (f"{SIGV4_ALGORITHM} Credential={access_key}/{amz_date[:8]}/{region}/{service}/"
+                              f"aws4_request, SignedHeaders={';'.join(signed)}, Signature={signature}")
+    return added
 
 
 def canonical_request(method: str, raw_path: str, query_string: str, headers: Mapping[str, str],

@@ -119,7 +119,7 @@ def emulator_environment(settings: Settings | None = None, **flags) -> Iterator[
     if endpoint:
         info = health(endpoint) or {}
         settings = settings or load_settings(region=info.get("region"))
-        if info.get("s3Endpoint") and info["s3Endpoint"] != endpoint:
+        if info.get("s3Endpoint") and info.get("s3External", info["s3Endpoint"] != endpoint):
             from smlocal.s3store import stored_credentials
 
             key, secret = stored_credentials(info.get("dataDir")) or (None, None)  # a durable store's pair

@@ -241,7 +241,7 @@ def smlocal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             raise pytest.UsageError(f"smlocal: no healthy emulator at {endpoint} (from --smlocal-endpoint "
                                     "or SMLOCAL_ENDPOINT)")
         settings = load_settings(region=info.get("region"))
-        if info.get("s3Endpoint") and info["s3Endpoint"] != endpoint:
+        if info.get("s3Endpoint") and info.get("s3External", info["s3Endpoint"] != endpoint):
             from smlocal.s3store import stored_credentials
 
             key, secret = stored_credentials(info.get("dataDir")) or (None, None)  # a durable store's pair

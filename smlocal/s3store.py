@@ -25,12 +25,13 @@ What it guarantees and what it does not (checked against rclone v1.75 with ``str
 
 What rclone's S3 does differently from AWS (see README "Durable S3"): bucket names with dots are
 refused (``InvalidBucketName``); Content-Type comes from the key's extension and user metadata is not
-kept; there is no versioning, tagging, ACL or multipart copy (boto3's managed ``copy()`` of objects
-over 8 MB fails; ``copy_object`` works); subresource PUTs (``?tagging``, ``?acl``, ``?legal-hold``)
-are taken as PutObject and replace the object's body; SigV2 presigned URLs are refused (presign
-with ``Config(signature_version="s3v4")``); an object key and a "folder" of the same name cannot
-both exist (keys are file paths). Nothing in smlocal, the SageMaker SDK v2 flows, s3fs or the
-Airflow provider's S3 hook that smlocal runs uses those.
+kept; there is no versioning, tagging, ACL or multipart copy; subresource PUTs (``?tagging``,
+``?acl``, ``?legal-hold``) are taken as PutObject and replace the object's body, ``DELETE ?tagging``
+deletes the object, UploadPartCopy stores an empty part, and neither ``x-amz-content-sha256`` nor
+``x-amz-checksum-*`` is verified; SigV2 presigned URLs are refused; an object key and a "folder" of
+the same name cannot both exist (keys are file paths). Clients never talk to it directly: the
+gateway's S3 proxy (:mod:`smlocal.gateway.s3proxy`) re-signs their requests, verifies digests, does
+UploadPartCopy itself and refuses the subresource calls before they reach the store.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ Usable as a context manager from tests and programs::
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import secrets
@@ -31,6 +30,7 @@ from smlocal.auth import (CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, accepted_keys, c
 from smlocal.config import DEFAULT_ROLE_NAME, Settings
 from smlocal.gateway import boundary
 from smlocal.gateway.app import Gateway
+from smlocal.gateway.s3proxy import S3Proxy
 from smlocal.gateway.wire import framing_problem, framing_refusal, request_timeout
 from smlocal.runtime.backends.process import ProcessBackend
 from smlocal.runtime.job import RuntimeContext
@@ -130,6 +130,7 @@ class Emulator:
                                       "reset-all": self.reset_all},
                                policy=self.boundary_policy(), admin_token=self.admin_token,
                                keys=accepted_keys(self.settings))
+        self._proxy_s3()
         self._server = make_server(self.settings.host, self.settings.port, self.gateway, threaded=True,
                                    request_handler=_Handler)
         self._server.daemon_threads = True
@@ -149,14 +150,21 @@ class Emulator:
         return self
 
     def _start_durable(self, data: Path) -> None:
-        """With a durable S3 store: starts it, makes it the S3 endpoint and opens the CloudWatch Logs journal."""
+        """With a durable S3 store: starts it and opens the CloudWatch Logs journal.
+
+        The settings keep no S3 endpoint: clients and jobs reach the store through the gateway's S3
+        proxy (:meth:`_proxy_s3`) with smlocal's key pair; only this server talks to it directly.
+        """
         if self.s3_store is None:
             return
         self.s3_store.start()
-        key, secret = self.s3_store.credentials
-        self.settings = dataclasses.replace(self.settings, s3_endpoint=self.s3_store.endpoint, s3_client_endpoint=None,
-                                            s3_access_key_id=key, s3_secret_access_key=secret)
         self.log_journal = LogJournal(data / "logs")
+
+    def _proxy_s3(self) -> None:
+        """Sends every S3 request the gateway gets to the durable store (re-signed with its key pair)."""
+        if self.s3_store is not None:
+            self.gateway.s3_proxy = S3Proxy(self.s3_store.endpoint, self.s3_store.credentials, self.settings.region,
+                                            host_names=self.gateway.policy.allowed_hosts)
 
     def _wire(self) -> None:
         settings = self.settings
@@ -293,10 +301,11 @@ class Emulator:
         )
 
     def s3_client(self):
-        key, secret = s3_credentials(self.settings)
+        """The server's own S3 client (the stager's): the durable store directly, without the gateway's proxy."""
+        key, secret = self.s3_store.credentials if self.s3_store is not None else s3_credentials(self.settings)
         return boto3.client(
             "s3",
-            endpoint_url=self.s3_endpoint,
+            endpoint_url=self.s3_store.endpoint if self.s3_store is not None else self.s3_endpoint,
             region_name=self.settings.region,
             aws_access_key_id=key,
             aws_secret_access_key=secret,
@@ -312,7 +321,8 @@ class Emulator:
         from smlocal import __version__
 
         return {"status": "ok" if self._ready else "starting", "version": __version__, "region": self.settings.region,
-                "s3Endpoint": self.settings.s3_client_endpoint or self.s3_endpoint, "dataDir": str(self.settings.data_dir)}
+                "s3Endpoint": self.settings.s3_client_endpoint or self.s3_endpoint,
+                "s3External": bool(self.settings.s3_endpoint), "dataDir": str(self.settings.data_dir)}
 
     def reset(self) -> dict:
         """Forgets every SageMaker record (jobs keep running to their end, unrecorded)."""

@@ -7,7 +7,9 @@ allowed Origins, the admin token, and SigV4 verification when bound beyond loopb
 2. ``POST /endpoints/<name>/invocations`` → the SageMaker runtime (real-time endpoints);
 3. ``/_smlocal/...`` → smlocal's own admin calls (health, reset);
 4. STS ``GetCallerIdentity`` from smlocal's client credentials → the execution role's identity;
-5. everything else (S3, STS, IAM, CloudWatch Logs, SQS ...) → moto, in process.
+5. S3, when smlocal runs the durable store (:attr:`Gateway.s3_proxy`) → the store, re-signed
+   (:mod:`smlocal.gateway.s3proxy`);
+6. everything else (S3, STS, IAM, CloudWatch Logs, SQS ...) → moto, in process.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 
 from smlocal.auth import credential_scope_service, has_signature, verify_sigv4
 from smlocal.errors import ServiceError, UnknownOperation
-from smlocal.gateway import boundary
+from smlocal.gateway import boundary, s3proxy
 from smlocal.gateway.boundary import BoundaryPolicy
 from smlocal.service.validation import validate_input
 from smlocal.gateway.wire import (MAX_CONTROL_PLANE_BODY, BodyError, BodyTooLarge, moto_serves_target,
@@ -55,6 +57,7 @@ class Gateway:
         key pairs signatures are verified against when the policy requires signatures."""
         self.service = service
         self.runtime: RuntimeHandler | None = None
+        self.s3_proxy: Callable[..., Iterable[bytes]] | None = None  # an s3proxy.S3Proxy (durable store)
         self._model = botocore.session.get_session().get_service_model("sagemaker")
         self._operations = set(self._model.operation_names)
         self._moto = DomainDispatcherApplication(create_backend_app)
@@ -126,6 +129,8 @@ class Gateway:
             return self._admin_call(path[len("/_smlocal/"):], start_response)
         if self._is_own_caller_identity(environ):
             return self._caller_identity(start_response)
+        if self.s3_proxy is not None and s3proxy.is_s3_request(environ):
+            return self.s3_proxy(environ, start_response)
         return self._moto(environ, start_response)
 
     # ---- SageMaker control plane (JSON 1.1)

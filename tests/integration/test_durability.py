@@ -49,13 +49,12 @@ class Server:
                 self.env[key] = value.split()[0]
             if line.startswith("or run a command") or time.time() > deadline:
                 break
-        assert "AWS_ENDPOINT_URL_S3" in self.env, "".join(seen)
-        self.endpoint = self.env["AWS_ENDPOINT_URL"]
+        assert "AWS_ENDPOINT_URL" in self.env and "AWS_ENDPOINT_URL_S3" not in self.env, "".join(seen)
+        self.endpoint = self.env["AWS_ENDPOINT_URL"]  # S3 too: the gateway forwards it to the durable store
         self.port = int(self.endpoint.rsplit(":", 1)[1])
 
     def client(self, service: str):
-        endpoint = self.env["AWS_ENDPOINT_URL_S3"] if service == "s3" else self.endpoint
-        return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
                             aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"])
 

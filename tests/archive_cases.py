@@ -3,6 +3,7 @@ directly as TarInfo / ZipInfo, the way an attacker builds them, not from a folde
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import stat
@@ -92,3 +93,55 @@ def zip_bytes(members: list[tuple[str, bytes, int | None]]) -> bytes:
 
 
 ZIP_SYMLINK = stat.S_IFLNK | 0o777
+
+
+def pax_record(keyword: bytes, value: bytes) -> bytes:
+    """One ``<length> <keyword>=<value>\\n`` pax record, its length counting itself."""
+    body = b" " + keyword + b"=" + value + b"\n"
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
+def raw_pax_tar(headers: list[tuple[bytes, bytes, str, bytes]], compression: str = "gz") -> bytes:
+    """A tar of members each led by a pax header of raw bytes: (typeflag, pax data, name, file data).
+
+    The pax data is written as is (after its ustar header), so it may be malformed; each member
+    is a regular file ``name`` holding ``file data``.
+    """
+    out = io.BytesIO()
+    for kind, pax, name, data in headers:
+        header = tarfile.TarInfo("././@PaxHeader")
+        header.type, header.size = kind, len(pax)
+        out.write(header.tobuf(tarfile.USTAR_FORMAT) + pax + bytes(-len(pax) % tarfile.BLOCKSIZE))
+        member = tarfile.TarInfo(name)
+        member.size = len(data)
+        out.write(member.tobuf(tarfile.USTAR_FORMAT) + data + bytes(-len(data) % tarfile.BLOCKSIZE))
+    out.write(bytes(2 * tarfile.BLOCKSIZE))
+    raw = out.getvalue()
+    return gzip.compress(raw, 6) if compression == "gz" else raw
+
+
+def cve_2024_6232(members: int, digits: int = 60_000) -> bytes:
+    """The CVE-2024-6232 construction: before every member, a well-formed pax header whose one
+    record's value is a run of ``digits`` digits; Python < 3.11.10 spends time quadratic in the
+    run (``re.search(rb"\\d+ hdrcharset=...")``) parsing each header."""
+    pax = pax_record(b"comment", b"7" * digits)
+    return raw_pax_tar([(tarfile.XHDTYPE, pax, f"f{i}", b"x") for i in range(members)])
+
+
+def overlapping_zip(copies: int, size: int = 1024 * 1024) -> bytes:
+    """The overlapping "better zip bomb" (full overlap): ``copies`` central directory entries all
+    pointing at one local header and its deflated data (zipfile wants the local name, so they
+    share it), inflating the same compressed bytes ``copies`` times."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("kernel", bytes(size))
+    data = buf.getvalue()
+    central, end = data.index(b"PK\x01\x02"), data.index(b"PK\x05\x06")
+    directory = data[central:end] * copies
+    eocd = bytearray(data[end:end + 22])
+    eocd[8:10] = eocd[10:12] = copies.to_bytes(2, "little")
+    eocd[12:16] = len(directory).to_bytes(4, "little")
+    return data[:central] + directory + bytes(eocd)

@@ -17,7 +17,9 @@ parse; this module writes:
 * device files, FIFOs, sockets and sparse files are refused; permissions are kept without
   setuid/setgid/sticky bits; owners are not restored;
 * the member count, each name's length and the total uncompressed size are bounded (the bound
-  holds while streaming, so a compression bomb stops at the limit).
+  holds while streaming, so a compression bomb stops at the limit);
+* every pax extended header is checked by :mod:`smlocal.runtime.pax_guard` before ``tarfile``
+  parses it (CVE-2024-6232: before 3.11.10 its parser takes quadratic time on crafted headers).
 
 A refusal raises :class:`StagingError` naming the archive and the member.
 """
@@ -42,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Mapping
 
+from smlocal.runtime.pax_guard import PaxGuard, PaxRefused
+
 logger = logging.getLogger(__name__)
 
 MAX_TOTAL_BYTES = 10 * 1024**3  # uncompressed bytes of all members together
@@ -49,7 +53,9 @@ MAX_MEMBERS = 100_000
 MAX_NAME_BYTES = 4096  # a member's path (PATH_MAX) and a link's target
 MAX_COMPONENT_BYTES = 255  # one path component (NAME_MAX)
 MAX_LINK_HOPS = 40  # links followed resolving one target (the kernel's limit)
+MAX_DEPTH = 256  # folders in a member's path or a link's resolution (work per member grows with its square)
 HEADER_BYTES = 64 * 1024  # what tarfile may read for one member's headers (pax, GNU long names)
+MAX_PAX_BYTES = 64 * 1024**2  # pax header bytes of all members together
 CHUNK = 1024 * 1024
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -72,6 +78,7 @@ class Limits:
     total_bytes: int = MAX_TOTAL_BYTES
     members: int = MAX_MEMBERS
     name_bytes: int = MAX_NAME_BYTES
+    pax_bytes: int = MAX_PAX_BYTES
 
 
 DEFAULT_LIMITS = Limits()
@@ -119,6 +126,8 @@ def member_parts(name: str, limits: Limits = DEFAULT_LIMITS) -> tuple[str, ...]:
         raise Unsafe("has a '..' path component")
     if any(len(os.fsencode(p)) > MAX_COMPONENT_BYTES for p in parts):
         raise Unsafe(f"has a path component longer than {MAX_COMPONENT_BYTES} bytes")
+    if len(parts) > MAX_DEPTH:
+        raise Unsafe(f"has more than {MAX_DEPTH} path components")
     return parts
 
 
@@ -158,6 +167,8 @@ def resolve_link(link: tuple[str, ...], target: str,
         inner = links.get((*stack, part))
         if inner is None:
             stack.append(part)
+            if len(stack) > MAX_DEPTH:
+                raise Unsafe(f"is a symbolic link that resolves deeper than {MAX_DEPTH} folders")
             continue
         hops += 1
         if hops > MAX_LINK_HOPS:
@@ -227,10 +238,12 @@ class _TooLarge(Exception):
 
 
 class _BoundedReader(io.RawIOBase):
-    """A decompressed stream that refuses to give more than ``allowance`` bytes (reset per member)."""
+    """A decompressed stream that refuses to give more than ``allowance`` bytes (reset per member)
+    and shows every byte to ``guard`` before giving it."""
 
-    def __init__(self, inner: BinaryIO):
+    def __init__(self, inner: BinaryIO, guard: PaxGuard):
         self.inner = inner
+        self.guard = guard
         self.allowance = HEADER_BYTES
 
     def readable(self) -> bool:
@@ -243,6 +256,7 @@ class _BoundedReader(io.RawIOBase):
         data = self.inner.read(len(view))
         view[: len(data)] = data
         self.allowance -= len(data)
+        self.guard.feed(data)
         return len(data)
 
 
@@ -252,7 +266,7 @@ def _opened(source: bytes | Path) -> BinaryIO:
 
 def _entries(raw: BinaryIO, origin: str, kind: str, limits: Limits) -> Iterator[_Entry]:
     members = total = 0
-    reader = _zip_entries(raw, origin) if kind == "zip" else _tar_entries(raw, origin)
+    reader = _zip_entries(raw, origin) if kind == "zip" else _tar_entries(raw, origin, limits)
     for name, make in reader:
         members += 1
         if members > limits.members:
@@ -275,6 +289,8 @@ _PARSE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, zlib.e
 def _invalid(origin: str, exc: BaseException, kind: str = "tar") -> StagingError:
     if isinstance(exc, _TooLarge):
         return StagingError(f"Archive {origin} has a member header larger than {HEADER_BYTES} bytes")
+    if isinstance(exc, PaxRefused):
+        return StagingError(f"Archive {origin} has an unsafe pax header: {exc}")
     return StagingError(f"{origin} is not a valid {kind} archive: {exc or type(exc).__name__}")
 
 
@@ -290,8 +306,9 @@ def _decompressed(raw: BinaryIO) -> BinaryIO:
     return raw
 
 
-def _tar_entries(raw: BinaryIO, origin: str):
-    bounded = _BoundedReader(_decompressed(raw))
+def _tar_entries(raw: BinaryIO, origin: str, limits: Limits):
+    guard = PaxGuard(limits.pax_bytes)
+    bounded = _BoundedReader(_decompressed(raw), guard)
     buffered = io.BufferedReader(bounded, buffer_size=512)
     try:
         first = buffered.peek(512)[:512]
@@ -300,8 +317,9 @@ def _tar_entries(raw: BinaryIO, origin: str):
         archive = tarfile.open(fileobj=buffered, mode="r|")
         for member in archive:
             bounded.allowance = member.size + HEADER_BYTES + tarfile.BLOCKSIZE
+            guard.expect_header(archive.offset)  # before tarfile reads it (checked if already read)
             yield member.name, _tar_member(member, archive, origin)
-    except (_TooLarge, *_PARSE_ERRORS) as exc:
+    except (_TooLarge, PaxRefused, *_PARSE_ERRORS) as exc:
         raise _invalid(origin, exc) from exc
 
 
@@ -318,7 +336,7 @@ def _tar_member(member: tarfile.TarInfo, archive: tarfile.TarFile, origin: str):
                     stream = archive.extractfile(member)
                     while data := stream.read(CHUNK):
                         yield data
-                except (_TooLarge, *_PARSE_ERRORS) as exc:
+                except (_TooLarge, PaxRefused, *_PARSE_ERRORS) as exc:
                     raise _invalid(origin, exc) from exc
             return _Entry(kind="file", size=member.size, chunks=chunks, **base)
         if member.isdir():
@@ -344,10 +362,30 @@ def _zip_entries(raw: BinaryIO, origin: str):
     try:
         archive = zipfile.ZipFile(raw)
         infos = archive.infolist()
+        _check_zip_layout(raw, infos, archive.start_dir, origin)
     except _PARSE_ERRORS as exc:
         raise _invalid(origin, exc, "zip") from exc
     for info in infos:
         yield info.filename, _zip_member(info, archive, origin)
+
+
+def _check_zip_layout(raw: BinaryIO, infos: list[zipfile.ZipInfo], directory: int, origin: str) -> None:
+    """Refuses members whose data overlap another's or the central directory (the overlapping
+    "better zip bomb": many entries inflating the same compressed bytes; Python < 3.11.8 accepts it)."""
+    end = 0
+    previous = None
+    for info in sorted(infos, key=lambda i: i.header_offset):
+        if info.header_offset < end:
+            raise StagingError(f"Archive {origin} has members whose data overlap: {previous} and {info.filename}")
+        raw.seek(info.header_offset)
+        local = raw.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise zipfile.BadZipFile(f"no local header for member {info.filename}")
+        name_length, extra_length = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+        end = info.header_offset + 30 + name_length + extra_length + info.compress_size
+        previous = info.filename
+    if end > directory:
+        raise StagingError(f"Archive {origin} has member data overlapping its central directory ({previous})")
 
 
 def _zip_member(info: zipfile.ZipInfo, archive: zipfile.ZipFile, origin: str):
@@ -478,6 +516,7 @@ class _Tree:
                 if written > entry.size:
                     raise Unsafe("holds more data than its header declares")
                 out.write(chunk)
+            out.flush()  # before utime: a later flush would set the mtime to now
             os.fchmod(out.fileno(), entry.mode)
             if entry.mtime is not None:
                 try:

@@ -46,6 +46,7 @@ DEFAULT_STARTUP_TIMEOUT = 300.0
 INVOKE_TIMEOUT = 60.0  # SageMaker's real-time invocation limit
 PING_TIMEOUT = 2.0  # the health check's own request timeout
 _MAX_IDLE = 32
+TAIL_LINES, TAIL_LINE_CHARS = 200, 4096  # a worker's kept output (as the process backend's stderr tail)
 _SUN_PATH_MAX = 100
 
 
@@ -85,7 +86,7 @@ class _Worker:
         self.control = RunControl(grace_seconds=5.0)
         self.result: RunResult | None = None
         self.thread: threading.Thread | None = None
-        self.tail: collections.deque[str] = collections.deque(maxlen=200)
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)  # lines cut at TAIL_LINE_CHARS
         self._socket = opt_ml / planning.SOCKET_NAME
         self._link: Path | None = None
         self._idle: list[_UnixConnection] = []
@@ -364,7 +365,7 @@ def _launch(ctx: RuntimeContext, worker: _Worker, *, kind: str, name: str, pytho
     )
 
     def sink(line: str) -> None:
-        worker.tail.append(line)
+        worker.tail.append(line[:TAIL_LINE_CHARS])  # a line (piece) may be ~256 KB
         emit(line)
 
     def run() -> None:

@@ -305,6 +305,23 @@ def test_model_fn_error_fails_the_ping_health_check(sm, s3, bucket):
 
 
 @pytest.mark.slow
+def test_a_workers_kept_output_is_bounded_per_line(sm, s3, bucket, emulator):
+    from smlocal.runtime.model_server import ModelServer, ModelServerError
+
+    # a 1 MB line reaches the server in pieces of ~256 KB; each kept line is cut at 4 KiB
+    inference = "import os, sys\nsys.stdout.write('x' * 1_000_000 + '\\n')\nsys.stdout.flush()\nos._exit(3)\n"
+    key = f"models/{unique('loud')}/model.tar.gz"
+    s3.put_object(Bucket=bucket, Key=key, Body=_sklearn_model_tar(inference=inference))
+    container = {"Image": SKLEARN_IMAGE, "ModelDataUrl": f"s3://{bucket}/{key}", "Environment": {
+        "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}}
+    with pytest.raises(ModelServerError) as info:
+        ModelServer.start(emulator.runtime, [container], name=unique("loud"), kind="endpoint")
+    detail = info.value.detail
+    assert detail.startswith("the model server exited with code 3: xxxx")
+    assert len(detail) < 5 * 4096 + 100
+
+
+@pytest.mark.slow
 def test_builtin_xgboost_model_served_from_a_training_job(sm, s3, bucket, runtime):
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 10, size=(200, 3))

@@ -4,6 +4,7 @@ around the destination untouched; normal archives unpack with their modes, links
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import stat
 import tarfile
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from archive_cases import ZIP_SYMLINK, TarMaker, realpath_overflow, zip_bytes
-from smlocal.runtime import archives
+from archive_cases import (ZIP_SYMLINK, TarMaker, cve_2024_6232, overlapping_zip, pax_record, raw_pax_tar,
+                           realpath_overflow, zip_bytes)
+from smlocal.runtime import archives, pax_guard
 from smlocal.runtime.staging import StagingError
 
 
@@ -169,6 +171,109 @@ def test_zip_with_dotdot_and_symlinks(place):
     _refused(place, zip_bytes([("link", b"d", ZIP_SYMLINK), ("d/", b"", None), ("link/x", b"bad", None)]),
              "written through the symbolic link link", kind="zip")
     _refused(place, zip_bytes([("fifo", b"", stat.S_IFIFO | 0o644)]), "FIFO", kind="zip")
+
+
+def test_overlapping_zip_entries_are_refused(place):
+    # 400 entries inflating the same 1 MiB: ~1 KiB of zip for 400 MiB of writes
+    bomb = overlapping_zip(400)
+    assert len(bomb) < 32 * 1024
+    _refused(place, bomb, "members whose data overlap: kernel and kernel", kind="zip")
+
+
+def test_deep_paths_are_refused(place):
+    # per member, the work grows with the square of the depth: 2,000 levels cost ~9 ms each before
+    _refused(place, TarMaker().file("a/" * 300 + "f", b"1").bytes(), "more than 256 path components")
+    _refused(place, TarMaker().symlink("l", "d/" * 300 + "f").bytes(), "resolves deeper than 256 folders")
+    archives.extract(TarMaker().file("a/" * 255 + "f", b"1").bytes(), place / "deep", origin="x")
+    assert (place / "deep" / ("a/" * 255 + "f")).read_bytes() == b"1"
+
+
+# ---- pax headers (CVE-2024-6232: Python < 3.11.10 parses crafted ones in quadratic time)
+def test_cve_2024_6232_digit_runs_are_refused_before_tarfile_parses_them(place):
+    # well-formed records, but each value is a 50,000-digit run: ~2 s of CPU per member before
+    # (it was accepted, after 4 s for these two members); refused here at the first header
+    _refused(place, cve_2024_6232(members=2, digits=50_000), "unsafe pax header: its runs of digits are too long")
+
+
+GOOD = pax_record(b"path", b"good-name")
+
+
+@pytest.mark.parametrize("pax, why", [
+    # the record loop's quadratic case: lengths that do not frame records, one '=' at the very end
+    (b"2 " * 30_000 + b"=", "length 2, which does not fit"),
+    (b"99 path=short\n", "length 99, which does not fit"),
+    (b"x5 a=\n", "does not start with '<length> '"),
+    (b"13 pathabcde\n", "has no '<keyword>='"),
+    (b"12 =abcdefg\n", "has no '<keyword>='"),
+    (b"13 path=abcdefx", "does not end with a newline"),
+    (GOOD + b"garbage", "does not start with"),
+    (GOOD + b"\0\0x", "not NUL padding"),
+    (pax_record(b"GNU.sparse.size", b"100"), "GNU sparse file"),
+    (pax_record(b"a", b"b") * 1001, "more than 1000 records"),
+])
+def test_malformed_pax_headers_are_refused(place, pax, why):
+    data = raw_pax_tar([(tarfile.XHDTYPE, GOOD, "first", b"1"), (tarfile.XHDTYPE, pax, "second", b"2")])
+    _refused(place, data, f"unsafe pax header: .*{why}")
+
+
+def test_global_pax_records_and_total_pax_bytes_are_bounded(place):
+    many = b"".join(pax_record(b"k%d" % i, b"v") for i in range(40))
+    two_globals = raw_pax_tar([(tarfile.XGLTYPE, many, "a", b"1"), (tarfile.XGLTYPE, many, "b", b"2")])
+    _refused(place, two_globals, "global pax headers hold more than 64 records")
+    headers = raw_pax_tar([(tarfile.XHDTYPE, pax_record(b"comment", b"c" * 400), f"f{i}", b"1") for i in range(3)])
+    _refused(place, headers, "pax headers together exceed 1000 bytes", limits=archives.Limits(pax_bytes=1000))
+    archives.extract(headers, place / "fits", origin="x", limits=archives.Limits(pax_bytes=1500))
+
+
+def test_valid_pax_headers_still_extract(place):
+    long_dir = "d" * 120
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT,
+                      pax_headers={"comment": "0123456789abcdef" * 4}) as tar:  # a global header
+        for name, data, extra in [(f"{long_dir}/model.bin", b"weights", {}),
+                                  ("données/été.txt", "çà".encode(), {}),
+                                  ("numbers.txt", b"n", {"uid": 8**8, "gid": 8**9, "mtime": 1_700_000_000.25})]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            for key, value in extra.items():
+                setattr(info, key, value)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("link")
+        link.type, link.linkname = tarfile.SYMTYPE, f"{long_dir}/model.bin"
+        tar.addfile(link)
+        # a size only in the pax record, the header's field 0: how tarfile writes a file of 8 GiB or more
+        big = tarfile.TarInfo("big.bin")
+        big.pax_headers = {"size": "12"}
+        tar.fileobj.write(big.tobuf(tarfile.PAX_FORMAT, tar.encoding, tar.errors) + b"twelve bytes" + bytes(500))
+        tar.offset += 3 * tarfile.BLOCKSIZE
+        tar.addfile(tarfile.TarInfo("after-big"), io.BytesIO(b""))
+    dest = place / "pax"
+    archives.extract(buf.getvalue(), dest, origin="pax.tar.gz")
+    assert (dest / long_dir / "model.bin").read_bytes() == b"weights"
+    assert (dest / "données" / "été.txt").read_text() == "çà"
+    assert os.stat(dest / "numbers.txt").st_mtime == 1_700_000_000.25
+    assert os.readlink(dest / "link") == f"{long_dir}/model.bin"
+    assert (dest / "big.bin").read_bytes() == b"twelve bytes" and (dest / "after-big").exists()
+    gnu = io.BytesIO()  # GNU long names ('L' and 'K' headers) pass the pax guard's chain too
+    with tarfile.open(fileobj=gnu, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        tar.addfile(tarfile.TarInfo("g" * 150), io.BytesIO(b""))
+        link = tarfile.TarInfo("l")
+        link.type, link.linkname = tarfile.SYMTYPE, "g" * 150
+        tar.addfile(link)
+    archives.extract(gnu.getvalue(), place / "gnu", origin="gnu.tar")
+    assert (place / "gnu" / ("g" * 150)).exists() and os.readlink(place / "gnu" / "l") == "g" * 150
+
+
+def test_pax_guard_accepts_what_tarfile_writes_for_a_huge_file():
+    info = tarfile.TarInfo("huge.bin")
+    info.size = 9 * 1024**3  # beyond the ustar size field: tarfile writes it as a pax record
+    raw = info.tobuf(tarfile.PAX_FORMAT)
+    assert b"size=9663676416" in raw
+    guard = pax_guard.PaxGuard(header_bytes=1024)
+    guard.feed(raw)
+    guard.expect_header(len(raw) + info.size)  # where tarfile reads next: after the data
+    with pytest.raises(pax_guard.PaxRefused, match="could not be followed"):
+        guard.expect_header(0)  # only ever forward
 
 
 # ---- what is allowed

@@ -65,9 +65,10 @@ def running_endpoint() -> str | None:
     ``SMLOCAL_AUTODETECT=0`` turns off the default-port probe (tests use it for isolation).
     """
     endpoint = os.environ.get("SMLOCAL_ENDPOINT")
+    timeout = 10.0  # a server named explicitly may be slow to answer on a loaded machine
     if not endpoint and os.environ.get("SMLOCAL_AUTODETECT", "1") not in ("0", "false", "no"):
-        endpoint = DEFAULT_ENDPOINT
-    if endpoint and (health(endpoint, timeout=1.0) or {}).get("status") == "ok":
+        endpoint, timeout = DEFAULT_ENDPOINT, 1.0  # only a probe: an absent server must not cost seconds
+    if endpoint and (health(endpoint, timeout=timeout) or {}).get("status") == "ok":
         return endpoint
     return None
 

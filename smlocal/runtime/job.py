@@ -15,6 +15,7 @@ from typing import Callable, Protocol
 from smlocal.auth import s3_credentials
 from smlocal.config import Settings
 from smlocal.runtime.backends.base import Backend, SandboxPolicy
+from smlocal.runtime.backends.process import remove_leftover_scratch
 from smlocal.runtime.staging import S3Stager
 
 # host environment a job process inherits: enough to run programs, nothing of the server's own
@@ -34,8 +35,9 @@ class RuntimeContext:
     log_journal: object | None = None  # a runtime.log_journal.LogJournal for a durable data dir
 
     def __post_init__(self) -> None:
-        # jobs never see the data dir (every job's folder, the store); only their own environment
-        self.backend.confine(SandboxPolicy(hidden=(self.settings.data_dir,), shared_readonly=(self.envs_root,)))
+        # jobs never see the data dir (every job's folder, the store); only their own environment,
+        # copy-on-write: a job's pip install into it is gone after the job
+        self.backend.confine(SandboxPolicy(hidden=(self.settings.data_dir,), shared_copy_on_write=(self.envs_root,)))
 
     @property
     def jobs_root(self) -> Path:
@@ -103,6 +105,7 @@ def kill_orphans(ctx: RuntimeContext, kind: str, name: str) -> int:
             except ProcessLookupError:
                 pass
         path.unlink(missing_ok=True)
+    remove_leftover_scratch(folder)  # the copy-on-write layers of the killed processes
     return killed
 
 

@@ -121,6 +121,7 @@ def test_server_restart_fails_jobs_that_were_running(tmp_path):
         while _job_processes(name) and time.time() < deadline:
             time.sleep(0.1)
         assert _job_processes(name) == []
+        assert list((data / "jobs" / "training" / name).glob(".*.sandbox")) == []  # its copy-on-write layers too
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)

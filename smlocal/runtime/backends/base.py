@@ -38,13 +38,14 @@ class SandboxPolicy:
     Attributes:
         hidden: host folders covered by an empty, read-only folder inside the sandbox (the smlocal
             data dir with every job's folder and the state store; the servers' runtime dir).
-        shared_readonly: folders under ``hidden`` whose entries a job may need, shown read-only:
-            for each, only the entry that the job's command or ``PATH`` names (e.g. the cached
-            requirements environment whose interpreter runs the job).
+        shared_copy_on_write: folders under ``hidden`` whose entries a job may need, shown
+            copy-on-write (the job may change its view; the host folder never changes): for each,
+            only the entry that the job's command or ``PATH`` names (e.g. the cached requirements
+            environment whose interpreter runs the job, where its own ``pip install`` lands).
     """
 
     hidden: tuple[Path, ...] = ()
-    shared_readonly: tuple[Path, ...] = ()
+    shared_copy_on_write: tuple[Path, ...] = ()
 
 
 @dataclass

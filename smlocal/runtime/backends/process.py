@@ -6,11 +6,29 @@ Each job runs under ``unshare --user --mount --pid --fork --kill-child --mount-p
   (it cannot ``setns()`` into the server's network namespace, nor remount what it sees);
 * a PID namespace with its own ``/proc``: the job sees only its own processes, and when it ends
   every process it left (forked, ``setsid``) is killed;
-* a private mount table (built by :mod:`smlocal.runtime.backends.sandbox_init`, the namespace's
-  process 1): the job's folder on ``/opt/ml``, a private ``/tmp`` and ``/dev/shm``, and empty
-  read-only folders over the smlocal data dir (every job's folder, the state store) and the
-  servers' runtime dir; the cached requirements environment a job runs in is shown read-only;
+* its own root filesystem (built by :mod:`smlocal.runtime.backends.sandbox_init`, the namespace's
+  process 1, then ``pivot_root``), **copy-on-write over the host** like a container's writable
+  layer: every folder of the host is an overlay whose lower layer is the host folder and whose
+  upper layer is a per-job scratch folder on disk (``.NAME.sandbox`` next to the job's folder,
+  removed when the job ends), so a job may write ``/root``, ``/etc``, smlocal's own virtualenv or
+  ``pip install`` into its interpreter and the host never changes. Read-only host mounts are
+  shown read-only. Where an overlay cannot be mounted (old kernel, odd filesystem) that folder is
+  shown read-only and the job's log says so: never writable. (An overlay of a folder that holds
+  a host mount is refused in a user namespace, and one that holds its own upper layer cannot show
+  it: those folders are rebuilt one level at a time, each of their entries its own overlay.)
+* a private ``/tmp`` (a folder in the scratch, on disk), ``/dev/shm`` (tmpfs) and ``/dev`` (only
+  ``null zero full random urandom tty``, a fresh ``devpts``); ``/sys`` and ``/proc/sys``,
+  ``/proc/sysrq-trigger``... read-only;
+* empty read-only folders over the smlocal data dir (every job's folder, the state store) and the
+  servers' runtime dir, and over the credentials of the user running smlocal,
+  :data:`CREDENTIAL_PATHS`: ``~/.aws ~/.ssh ~/.gnupg ~/.docker ~/.kube ~/.config/gcloud ~/.azure``
+  (folders: an empty read-only tmpfs) and ``~/.netrc ~/.pypirc ~/.git-credentials /etc/shadow
+  /etc/gshadow`` (files: ``/dev/null``, read-only), for the server's ``HOME`` and the job's.
+  A job still gets the ``AWS_*`` environment smlocal gives it (its role), never its developer's keys;
+* the job's folder on ``/opt/ml`` and the binds of its spec; the cached requirements environment
+  it runs in (under the data dir) copy-on-write: what a job installs there is gone after it;
 * with network isolation, a network namespace with only a loopback device: no route anywhere.
+  Without it the job shares the host's network, as a container on the host network does.
 
 ``unshare`` dies with the server thread that started it (``setpriv --pdeathsig``), and its child,
 the namespace's process 1, dies with ``unshare`` (``--kill-child``): no job outlives its server.
@@ -21,18 +39,24 @@ be is handed on in pieces, so a job printing a 50 MB line costs no 50 MB of memo
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from smlocal.auth import runtime_dir
 from smlocal.runtime.backends.base import OutputSink, RunControl, RunResult, RunSpec, SandboxPolicy
 from smlocal.runtime.logs import MAX_EVENT_BYTES
+
+_log = logging.getLogger(__name__)
 
 INIT = Path(__file__).with_name("sandbox_init.py")
 SANDBOX_ROOT = "/opt/ml"
@@ -42,6 +66,13 @@ TAIL_LINES, TAIL_LINE_CHARS = 200, 4096
 PLAN_VARIABLE = "SMLOCAL_SANDBOX_PLAN"
 _INTERPRETER_DIRS = tuple(dict.fromkeys(os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)))
 PRIVATE_DIRS = ("/tmp", "/dev/shm")  # a fresh empty one per job
+REPLACED_DIRS = ("/proc", "/sys", "/dev", "/tmp")  # never taken from the host's tree as they are
+#: Where the user running smlocal keeps credentials (``~`` is the server's and the job's ``HOME``):
+#: a job sees each as an empty read-only folder, or an empty read-only file.
+CREDENTIAL_PATHS = ("~/.aws", "~/.ssh", "~/.gnupg", "~/.docker", "~/.kube", "~/.config/gcloud", "~/.azure",
+                    "~/.netrc", "~/.pypirc", "~/.git-credentials", "/etc/shadow", "/etc/gshadow")
+COPY_LIMIT = 1 << 20  # a file beside the folders rebuilt entry by entry: copied up to this size, else read-only
+_SKIPPED_FSTYPES = frozenset({"autofs", "nsfs", "binfmt_misc"})
 
 
 class SandboxUnavailable(RuntimeError):
@@ -61,35 +92,218 @@ def check_sandbox() -> None:
         ) from exc
 
 
-def sandbox_plan(spec: RunSpec, policy: SandboxPolicy, *, existing=os.path.isdir,
-                 software: tuple[str, ...] = ()) -> dict:
-    """The mount plan :mod:`sandbox_init` carries out for ``spec`` (pure but for ``existing``).
+@dataclass(frozen=True)
+class Mount:
+    """One line of ``/proc/self/mountinfo``: where, which filesystem, read-only or not."""
 
-    In order: a fresh ``/tmp`` and ``/dev/shm``; read-only binds of the host folders the job's
-    programs live in when they lie under those (a virtualenv or a checkout under ``/tmp``: the
-    command's environment, ``PATH``, ``PYTHONPATH``, ``VIRTUAL_ENV`` and ``software``, the
-    interpreter's prefixes); empty covers over the hidden folders (a hidden folder under ``/tmp``
-    needs one only inside such a bind); the job's folder on ``/opt/ml``, then the spec's binds (which
-    may lie inside ``/opt/ml``); the entries of ``shared_readonly`` the job names. Every bind source
-    is opened before the first cover, so a source under a covered path still works.
+    point: str
+    fstype: str
+    read_only: bool
+
+
+def parse_mountinfo(text: str) -> tuple[Mount, ...]:
+    """The mounts of a ``/proc/self/mountinfo`` text (octal escapes such as ``\\040`` decoded)."""
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if len(fields) < 10 or "-" not in fields[6:]:
+            continue
+        sep = fields.index("-", 6)
+        point = _unescape(fields[4])
+        mounts.append(Mount(point, fields[sep + 1], "ro" in fields[5].split(",")))
+    return tuple(mounts)
+
+
+def _unescape(text: str) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and text[i + 1:i + 4].isdigit() and len(text[i + 1:i + 4]) == 3:
+            out.append(chr(int(text[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What a plan needs to know of the host; :meth:`local` reads the real one.
+
+    Attributes:
+        mounts: the host's mounts (:func:`parse_mountinfo`).
+        kind: ``"dir"``, ``"file"``, ``"link"`` or ``None`` (absent, or another type) for a path,
+            not following a last symbolic link.
+        listdir: the names in a folder.
+        readlink: a symbolic link's target.
+        realpath: a path with every link resolved.
+        home: the home of the user running smlocal.
+        size: a file's size in bytes.
+    """
+
+    mounts: tuple[Mount, ...]
+    kind: Callable[[str], str | None]
+    listdir: Callable[[str], list[str]]
+    readlink: Callable[[str], str]
+    realpath: Callable[[str], str] = os.path.realpath
+    home: str = field(default_factory=lambda: os.path.expanduser("~"))
+    size: Callable[[str], int] = os.path.getsize
+
+    @classmethod
+    def local(cls) -> HostFacts:
+        with open("/proc/self/mountinfo") as handle:
+            mounts = parse_mountinfo(handle.read())
+        return cls(mounts=mounts, kind=_path_kind, listdir=os.listdir, readlink=os.readlink)
+
+
+def _path_kind(path: str) -> str | None:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None
+    return "link" if stat.S_ISLNK(mode) else "dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else None
+
+
+def scratch_dir(spec: RunSpec) -> Path:
+    """The job's scratch folder on disk (upper layers, ``/tmp``), next to its host folder."""
+    return spec.opt_ml.parent / f".{spec.opt_ml.name}.sandbox"
+
+
+def sandbox_plan(spec: RunSpec, policy: SandboxPolicy, host: HostFacts, *, software: tuple[str, ...] = ()) -> dict:
+    """The plan :mod:`sandbox_init` carries out for ``spec`` (pure: the host is ``host``).
+
+    ``steps``, in order:
+
+    1. the new root, built in the scratch folder before ``pivot_root``: ``root``; then, for each
+       entry of ``/`` and, down to every host mount, the scratch folder and the home, of each
+       folder on the way: ``dir`` (a folder of the new root itself: such a folder on the way, a
+       place for a later mount, an empty host folder), ``link`` (the same symbolic link),
+       ``layer`` (an overlay of the host entry, upper layer in the scratch), ``copy`` (a copy of
+       a file of at most :data:`COPY_LIMIT` bytes) or ``robind`` (a read-only bind: a larger file,
+       a host mount of a file, a read-only host mount);
+    2. ``pivot`` (the host's root stays reachable to the plan's sources until the end), ``proc``,
+       ``sys``, ``dev``, ``cover /dev/shm``;
+    3. the job's ``/tmp`` (a bind of the scratch's ``tmp``); ``layer`` of the folders its
+       programs live in when they lie under ``/tmp`` (a virtualenv or a checkout: the command,
+       ``PATH``, ``PYTHONPATH``, ``VIRTUAL_ENV``, ``software``); ``cover`` of the hidden folders
+       and the credential folders, ``blank`` of the credential files (a hidden folder under
+       ``/tmp`` needs one only inside such a layer); the job's folder on ``/opt/ml``, then the
+       spec's binds (which may lie inside ``/opt/ml``); ``layer`` of the entries of
+       ``shared_copy_on_write`` the job names.
+
+    Every bind source is opened before the first step, so a source under a covered path works.
 
     Returns:
-        ``{"steps": [["cover", path] | ["bind", source, target, read_only], ...], "seal": [...],
-        "loopback": bool, "workdir": str}``; ``seal`` lists the covers made read-only at the end.
+        ``{"scratch": str, "steps": [[kind, *fields], ...], "seal": [...], "loopback": bool,
+        "workdir": str}``; ``seal`` lists the covers made read-only at the end.
     """
-    private = [p for p in PRIVATE_DIRS if existing(p)]
-    steps: list[list] = [["cover", p] for p in private]
+    scratch = host.realpath(str(scratch_dir(spec)))
+    exists = lambda p: host.kind(host.realpath(p)) is not None  # noqa: E731
+    hidden_all = [os.path.abspath(p) for p in (*policy.hidden, scratch)]
+    hidden_real = [host.realpath(p) for p in hidden_all]
+    layers = _Layers()
+    steps = _root_steps(scratch, hidden_real, host, layers)
+    steps += [["pivot"], ["proc"], ["sys"], ["dev"], ["cover", "/dev/shm"],
+              ["bind", f"{scratch}/tmp", "/tmp", False]]
     programs = _program_dirs(spec, software)
-    kept = [d for d in programs if any(_inside(d, p) and d != p for p in private)]
+    kept = [d for d in programs if any(_inside(d, p) and d != p for p in PRIVATE_DIRS)]
     kept = [d for d in kept if not any(_inside(d, o) and d != o for o in kept)]  # outermost only
-    steps += [["bind", d, d, True] for d in kept if existing(d)]
-    hidden = [os.path.abspath(p) for p in policy.hidden if existing(str(p))]
-    hidden = [p for p in hidden if not any(_inside(p, q) for q in private) or any(_inside(p, d) for d in kept)]
-    steps += [["cover", p] for p in hidden]
+    kept = [d for d in kept if host.kind(host.realpath(d)) == "dir"]
+    steps += [["layer", d, d, layers.next()] for d in kept]
+    visible = lambda p: not any(_inside(p, q) for q in PRIVATE_DIRS) or any(_inside(p, d) for d in kept)  # noqa: E731
+    hidden = [p for p in hidden_all[:-1] if exists(p) and visible(p)]
+    covers, blanks = _credentials(spec, host, visible)
+    covers = [p for p in covers if p not in hidden]
+    steps += [["cover", p] for p in hidden + covers]
+    steps += [["blank", p] for p in blanks]
     steps.append(["bind", os.path.abspath(spec.opt_ml), SANDBOX_ROOT, False])
     steps += [["bind", os.path.abspath(src), target, False] for src, target in spec.binds]
-    steps += [["bind", entry, entry, True] for entry in _shared_entries(spec, policy)]
-    return {"steps": steps, "seal": hidden, "loopback": spec.network_isolation, "workdir": spec.workdir}
+    steps += [["layer", entry, entry, layers.next()] for entry in _shared_entries(spec, policy)]
+    return {"scratch": scratch, "steps": steps, "seal": hidden + covers, "loopback": spec.network_isolation,
+            "workdir": spec.workdir}
+
+
+class _Layers:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def next(self) -> int:
+        self.count += 1
+        return self.count
+
+
+def _root_steps(scratch: str, hidden: list[str], host: HostFacts, layers: _Layers) -> list[list]:
+    """Step 1 of :func:`sandbox_plan`: the new root, copy-on-write over the host.
+
+    A folder that holds a host mount, or the scratch folder, is rebuilt entry by entry: in a user
+    namespace the kernel refuses an overlay (or a plain bind) of a folder with mounts inside it
+    (they are locked there), and an overlay cannot show a folder that holds its own upper layer.
+    """
+    by_point = {m.point: m for m in host.mounts}
+    placeholders = (*REPLACED_DIRS, *hidden)
+    # the home is a layer of its own: an unprivileged user may write there, and its parents are
+    # usually root's, which the user's namespace cannot copy up (EOVERFLOW)
+    split = {scratch, host.realpath(host.home), *(m.point for m in host.mounts)}
+    steps: list[list] = [["root"]]
+
+    def walk(folder: str) -> None:
+        try:
+            names = sorted(host.listdir(folder))
+        except OSError:  # a folder the server may not read: the job sees it empty
+            names = []
+        for name in names:
+            path = os.path.join(folder, name)
+            kind = host.kind(path)
+            mount = by_point.get(path)
+            if kind == "link":
+                steps.append(["link", path, host.readlink(path)])
+            elif kind == "dir" and path in placeholders:
+                steps.append(["dir", path])
+            elif kind == "dir" and any(_inside(p, path) and p != path for p in split):
+                steps.append(["dir", path])
+                walk(path)
+            elif mount is not None and mount.fstype in _SKIPPED_FSTYPES:
+                continue
+            elif kind == "file" and mount is None and _size(host, path) <= COPY_LIMIT:
+                steps.append(["copy", path])  # copy-on-write of a small file: a copy in the scratch
+            elif kind == "file" or (kind == "dir" and mount is not None and mount.read_only):
+                steps.append(["robind", path, path])
+            elif kind == "dir" and mount is None and _empty(host, path):
+                steps.append(["dir", path])  # the same as an overlay of it, without the mount
+            elif kind == "dir":
+                steps.append(["layer", path, path, layers.next()])
+
+    walk("/")
+    return steps
+
+
+def _size(host: HostFacts, path: str) -> int:
+    try:
+        return host.size(path)
+    except OSError:
+        return COPY_LIMIT + 1
+
+
+def _empty(host: HostFacts, path: str) -> bool:
+    try:
+        return not host.listdir(path)
+    except OSError:
+        return False
+
+
+def _credentials(spec: RunSpec, host: HostFacts, visible: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+    """The credential folders to cover and files to blank (:data:`CREDENTIAL_PATHS`), real paths."""
+    homes = [host.home, spec.env.get("HOME", "")]
+    covers: list[str] = []
+    blanks: list[str] = []
+    for home in dict.fromkeys(os.path.abspath(h) for h in homes if h.startswith("/")):
+        for entry in CREDENTIAL_PATHS:
+            path = host.realpath(home + entry[1:] if entry.startswith("~") else entry)
+            kind = host.kind(path)
+            target = covers if kind == "dir" else blanks if kind == "file" else None
+            if target is not None and path not in target and visible(path):
+                target.append(path)
+    return covers, blanks
 
 
 def encode_plan(plan: dict) -> str:
@@ -98,9 +312,9 @@ def encode_plan(plan: dict) -> str:
     Raises:
         SandboxUnavailable: a path holds a tab or a newline (the text form cannot carry it).
     """
-    rows: list[list[str]] = []
+    rows: list[list[str]] = [["scratch", plan["scratch"]]]
     for step in plan["steps"]:
-        rows.append(list(step) if step[0] == "cover" else [*step[:3], "ro" if step[3] else "rw"])
+        rows.append([("ro" if f else "rw") if isinstance(f, bool) else str(f) for f in step])
     rows += [["seal", path] for path in plan["seal"]]
     rows += [["loopback"]] if plan["loopback"] else []
     rows.append(["workdir", plan["workdir"]])
@@ -132,7 +346,7 @@ def _program_dirs(spec: RunSpec, software: tuple[str, ...]) -> list[str]:
 
 def _shared_entries(spec: RunSpec, policy: SandboxPolicy) -> list[str]:
     entries: list[str] = []
-    for root in policy.shared_readonly:
+    for root in policy.shared_copy_on_write:
         base = Path(os.path.abspath(root))
         for item in _named_paths(spec):
             path = Path(item)
@@ -160,7 +374,7 @@ class ProcessBackend:
 
     def _full_policy(self) -> SandboxPolicy:
         return SandboxPolicy(hidden=(*self._policy.hidden, runtime_dir()),
-                             shared_readonly=self._policy.shared_readonly)
+                             shared_copy_on_write=self._policy.shared_copy_on_write)
 
     def _argv(self, spec: RunSpec) -> list[str]:
         argv = ["setpriv", "--pdeathsig", "KILL"] if self._setpriv else []
@@ -171,10 +385,23 @@ class ProcessBackend:
         return argv + ["--", sys.executable, "-I", "-S", str(INIT), *spec.command]
 
     def run(self, spec: RunSpec, sink: OutputSink, control: RunControl) -> RunResult:
+        scratch = scratch_dir(spec)
+        _remove_tree(scratch)  # left by a server that died during a job
+        scratch.mkdir(mode=0o700)
+        try:
+            (scratch / "root").mkdir()
+            (scratch / "tmp").mkdir()
+            os.chmod(scratch / "tmp", 0o1777)
+            return self._run(spec, sink, control)
+        finally:
+            _remove_tree(scratch)
+
+    def _run(self, spec: RunSpec, sink: OutputSink, control: RunControl) -> RunResult:
         started = time.monotonic()
         env = dict(spec.env)
+        plan = sandbox_plan(spec, self._full_policy(), HostFacts.local(), software=_INTERPRETER_DIRS)
         # the plan travels in the environment (process 1 removes it), not in a command line the job can read
-        env[PLAN_VARIABLE] = encode_plan(sandbox_plan(spec, self._full_policy(), software=_INTERPRETER_DIRS))
+        env[PLAN_VARIABLE] = encode_plan(plan)
         if "TMPDIR" in env:
             env["TMPDIR"] = "/tmp"  # the host's temp dir is not there: the job has a private /tmp
         proc = subprocess.Popen(
@@ -283,6 +510,31 @@ def _pump(stream, sink: OutputSink, tail: _Tail | None) -> None:
                 break
     finally:
         stream.close()
+
+
+def remove_leftover_scratch(job_folder: Path) -> int:
+    """Removes the scratch folders a dead server's jobs left under ``job_folder``; returns how many."""
+    leftovers = sorted(job_folder.glob(".*.sandbox")) if job_folder.is_dir() else []
+    for path in leftovers:
+        _remove_tree(path)
+    return len(leftovers)
+
+
+def _remove_tree(path: Path) -> None:
+    """Removes a scratch folder, whatever modes the job (or overlayfs: ``work/*/work`` is mode 0) left."""
+    if not os.path.lexists(path):
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    if not os.path.lexists(path):
+        return
+    for folder, dirs, _ in os.walk(path):  # not root: no permission to enter mode-0 folders
+        for name in dirs:
+            child = os.path.join(folder, name)
+            if not os.path.islink(child):
+                os.chmod(child, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
+    if os.path.lexists(path):
+        _log.warning("could not remove the job scratch folder %s", path)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec

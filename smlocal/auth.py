@@ -231,16 +231,17 @@ def verify_sigv4(method: str, raw_path: str, query_string: str, headers: Mapping
         raw_path: the path as sent on the wire (still percent-encoded), without the query.
         query_string: the raw query string (percent-encoded, without ``?``).
         headers: the request headers, names in lower case (repeated headers joined by ``,``).
-        body_sha256: gives the hex SHA-256 of the body; called only when neither an
-            ``x-amz-content-sha256`` header nor the presigned S3 convention gives the payload hash.
+        body_sha256: gives the hex SHA-256 of the body; called for every service but S3, and for S3
+            only when neither an ``x-amz-content-sha256`` header nor a presigned URL gives the hash.
         secret_lookup: access key → secret, None for a key smlocal does not hold.
         now: the current time (epoch seconds), for tests.
 
     The canonical request follows the SigV4 specification: the path URI-encoded twice except for
     S3 (once), dot segments and repeated slashes removed except for S3; query parameters decoded,
     re-encoded with RFC 3986 rules and sorted; signed headers trimmed with inner spaces collapsed;
-    the payload hash from ``x-amz-content-sha256`` when sent (a hex digest, ``UNSIGNED-PAYLOAD`` or a
-    ``STREAMING-*`` value), ``UNSIGNED-PAYLOAD`` for presigned S3 URLs, else the body's SHA-256.
+    the payload hash, for S3, from ``x-amz-content-sha256`` when sent (a hex digest, ``UNSIGNED-PAYLOAD``
+    or a ``STREAMING-*`` value), ``UNSIGNED-PAYLOAD`` for presigned URLs, else the body's SHA-256; for
+    every other service always the body's SHA-256, whatever the headers say (as AWS computes it).
     """
     parsed = _parse_signed(headers, query_string)
     if isinstance(parsed, SignatureFailure):
@@ -260,9 +261,11 @@ def verify_sigv4(method: str, raw_path: str, query_string: str, headers: Mapping
                                                       and current - moment > MAX_CLOCK_SKEW_SECONDS):
         return SignatureFailure("skewed", f"Signature expired: {parsed.amz_date} is more than 15 minutes away "
                                 "from the server's time.", parsed.access_key, parsed.service)
-    payload = headers.get("x-amz-content-sha256", "").strip()
-    if not payload:
-        payload = UNSIGNED_PAYLOAD if parsed.presigned and parsed.service == "s3" else body_sha256()
+    if parsed.service == "s3":
+        payload = headers.get("x-amz-content-sha256", "").strip() or (UNSIGNED_PAYLOAD if parsed.presigned
+                                                                       else body_sha256())
+    else:  # only S3 lets the client declare the payload hash (UNSIGNED-PAYLOAD would sign no body at all)
+        payload = body_sha256()
     canonical = canonical_request(method, raw_path, query_string, headers, parsed.signed_headers, payload,
                                   service=parsed.service, presigned=parsed.presigned)
     expected = sigv4_signature(secret, parsed.amz_date, parsed.region, parsed.service, canonical)
@@ -368,13 +371,13 @@ def _parse_signed(headers: Mapping[str, str], query_string: str) -> _Signed | Si
               for k, v in _query_pairs(query_string)}
     if "x-amz-signature" not in params and "x-amz-credential" not in params:
         return SignatureFailure("missing", "Request is missing Authentication Token")
-    missing = [name for name in ("x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-signedheaders",
-                                 "x-amz-signature") if not params.get(name)]
+    missing = [name for name in ("x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires",
+                                 "x-amz-signedheaders", "x-amz-signature") if not params.get(name)]
     if missing:
         return SignatureFailure("malformed", f"Presigned query requires {', '.join(missing)}.")
     if params["x-amz-algorithm"] != SIGV4_ALGORITHM:
         return SignatureFailure("malformed", f"X-Amz-Algorithm must be {SIGV4_ALGORITHM}.")
-    expires = params.get("x-amz-expires", str(MAX_PRESIGN_EXPIRES))
+    expires = params["x-amz-expires"]
     if not expires.isdigit() or not 0 < int(expires) <= MAX_PRESIGN_EXPIRES:
         return SignatureFailure("malformed", "X-Amz-Expires must be between 1 and 604800 seconds.")
     return _signed(params["x-amz-credential"], params["x-amz-signedheaders"], params["x-amz-signature"],

@@ -103,10 +103,15 @@ class Gateway:
         headers = boundary.wsgi_headers(environ)
         raw_path, query = boundary.raw_path_and_query(environ)
         signed = has_signature(headers, query)
-        protocol = boundary.protocol_of(environ, credential_scope_service(headers, query))
+        scope = credential_scope_service(headers, query)
+        protocol = boundary.protocol_of(environ, scope)
         if not boundary.needs_signature(environ, self.policy):
             refusal = boundary.check_fetch_site(environ, self.policy, signed)
             return None if refusal is None else (refusal, protocol)
+        if scope and scope != "sagemaker" and self._answers_sagemaker(environ, scope):
+            # e.g. a presigned S3 GET URL (its body and unsigned headers are free) sent with X-Amz-Target
+            return boundary.signature_refusal("mismatch", "Credential should be scoped to correct service: "
+                                              "'sagemaker'.", "json"), "json"
         failure = verify_sigv4(environ.get("REQUEST_METHOD", "GET"), raw_path, query, headers,
                                lambda: hashlib.sha256(_peek_body(environ)).hexdigest(), self._keys.get)
         if failure is not None:
@@ -120,11 +125,10 @@ class Gateway:
     def _route(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         path = environ.get("PATH_INFO", "")
-        if target.startswith("SageMaker.") or (target and not moto_serves_target(target)):
+        if _is_sagemaker_target(target):
             return self._sagemaker(target, environ, start_response)
-        match = _INVOKE.match(path)
-        if match and environ.get("REQUEST_METHOD") == "POST":
-            return self._invoke(match["name"], environ, start_response)
+        if self._answers_sagemaker(environ):
+            return self._invoke(_INVOKE.match(path)["name"], environ, start_response)
         if path.startswith("/_smlocal/"):
             return self._admin_call(path[len("/_smlocal/"):], start_response)
         if self._is_own_caller_identity(environ):
@@ -132,6 +136,20 @@ class Gateway:
         if self.s3_proxy is not None and s3proxy.is_s3_request(environ):
             return self.s3_proxy(environ, start_response)
         return self._moto(environ, start_response)
+
+    def _answers_sagemaker(self, environ, scope: str | None = None) -> bool:
+        """Whether smlocal's SageMaker answers this request (control plane or runtime), not S3 or moto.
+
+        ``POST /endpoints/<name>/invocations`` signed for S3 (``scope``, read from the request when
+        None) is an S3 call on a bucket named ``endpoints`` (e.g. CompleteMultipartUpload).
+        """
+        if _is_sagemaker_target(environ.get("HTTP_X_AMZ_TARGET", "")):
+            return True
+        if environ.get("REQUEST_METHOD") != "POST" or not _INVOKE.match(environ.get("PATH_INFO", "")):
+            return False
+        if scope is None:
+            scope = credential_scope_service(boundary.wsgi_headers(environ), environ.get("QUERY_STRING", ""))
+        return scope != "s3"
 
     # ---- SageMaker control plane (JSON 1.1)
     def _sagemaker(self, target: str, environ, start_response) -> Iterable[bytes]:
@@ -206,6 +224,11 @@ class Gateway:
         ).encode()
         start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(xml)))])
         return [xml]
+
+
+def _is_sagemaker_target(target: str) -> bool:
+    """``SageMaker.<Op>``, or any X-Amz-Target moto does not serve (answered as an unknown operation)."""
+    return target.startswith("SageMaker.") or bool(target and not moto_serves_target(target))
 
 
 def _read_body(environ) -> bytes:

@@ -41,6 +41,7 @@ CORS_EXPOSE = ("ETag, x-amz-request-id, x-amz-id-2, x-amz-version-id, x-amz-dele
                "x-amzn-RequestId, x-amzn-ErrorType, x-amz-checksum-crc32, x-amz-checksum-crc32c")
 CORS_MAX_AGE = "600"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,10 @@ def _host_name(host: str) -> str:
         value = name
     elif ":" in value:
         return ""
-    return value[:-1] if value.endswith(".") else value
+    value = value[:-1] if value.endswith(".") else value
+    # a DNS name (letters, digits, '-', '_', non-empty labels): no '/', '%', ',' ... that would become
+    # part of a virtual-hosted bucket's path, and no two Host headers joined by ','
+    return value if _HOST_NAME.fullmatch(value) else ""
 
 
 def _host_literal(bind_host: str) -> str:

@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from smlocal.s3store import TEMP_PREFIX
+
 # query parameters that only parameterise a call (lists, responses, botocore's x-id); anything else is a subresource
 PLAIN = frozenset({"prefix", "delimiter", "marker", "max-keys", "continuation-token", "start-after", "fetch-owner",
                    "encoding-type", "list-type", "max-uploads", "key-marker", "upload-id-marker", "max-parts",
@@ -120,6 +122,10 @@ class Plan:
 def classify(method: str, path: str, query: list, headers: dict) -> S3Request:
     """Splits a path-style request into bucket, key, forwarded query and subresources; raises :class:`S3Error`."""
     bucket, _, key = path.lstrip("/").partition("/")
+    if any(segment.startswith(TEMP_PREFIX) for segment in key.split("/")):
+        # rclone's own upload temp names: hidden from listings and removed at the next start
+        raise S3Error(400, "InvalidArgument", f"Object keys with a part starting {TEMP_PREFIX!r} are reserved by "
+                                              "smlocal's durable S3 store (rclone's upload temp files).")
     kept, subresources, forward = [], set(), {}
     sigv2 = any(name.lower() == "awsaccesskeyid" for name, _ in query)
     for name, value in query:

@@ -10,7 +10,9 @@ Bounds: a file is closed at ``max_file_bytes`` (32 MiB by default) and a new one
 ``max_files`` (8) are kept, so the journal never exceeds about 256 MiB and the oldest file's events
 are the first forgotten (by the next restart; the running server keeps them). Replay goes through
 PutLogEvents, so, as on CloudWatch, events more than 14 days old or 2 hours ahead are not accepted
-again. A line cut short by a crash is skipped.
+again. A line cut short by a crash is skipped (the next server ends it before appending), and so is a
+line that is not what :meth:`LogJournal.append` writes (wrong types, over 16 MiB) or whose group or
+stream CloudWatch refuses: one bad line never stops a server from starting.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"journal-(\d{6})\.jsonl")
 _MAX_BATCH_EVENTS = 10_000  # PutLogEvents limits: events and bytes (each event counts 26 bytes more)
 _MAX_BATCH_BYTES = 1_048_576
+_MAX_LINE_BYTES = 16 << 20  # a batch append() writes: 1 MiB of messages, JSON-escaped, plus 10,000 stamps
 
 
 class LogJournal:
@@ -93,6 +96,9 @@ class LogJournal:
         existing = self.files()
         if self._out is None and existing and existing[-1].stat().st_size + incoming <= self.max_file_bytes:
             target = existing[-1]  # this server's first write: go on with the last file
+            if not _ends_a_line(target):  # a line torn by a crash: end it, or the next line is lost with it
+                with open(target, "ab") as out:
+                    out.write(b"\n")
         else:
             if self._out is not None:
                 self._out.close()
@@ -109,15 +115,15 @@ class LogJournal:
 
     # ---- replay
     def batches(self) -> Iterator[tuple[str, str, list[dict]]]:
-        """Every recorded batch, in the order written (unreadable lines skipped)."""
+        """Every recorded batch, in the order written (unreadable, oversized or ill-shaped lines skipped)."""
         for file in self.files():
             with open(file, "rb") as source:
-                for raw in source:
-                    try:
-                        item = json.loads(raw)
-                        yield str(item["group"]), str(item["stream"]), list(item["events"])
-                    except (ValueError, KeyError, TypeError):
+                for raw in _lines(source, _MAX_LINE_BYTES):
+                    batch = _batch(raw)
+                    if batch is None:
                         log.warning("log journal %s: skipped an unreadable line", file.name)
+                    else:
+                        yield batch
 
     def replay(self, logs_client) -> int:
         """Recreates the groups, streams and events in ``logs_client``'s service; returns events accepted.
@@ -135,18 +141,68 @@ class LogJournal:
                 return 0
             return _put(logs_client, current[0], current[1], pending)
 
+        refused: set[tuple[str, str]] = set()
         for group, stream, events in self.batches():
             key = (group, stream)
+            if key in refused:
+                continue
             if key != current:
                 accepted += send()
                 pending = []
                 current = key
                 if key not in known:
-                    _ensure(logs_client, group, stream)
+                    try:
+                        _ensure(logs_client, group, stream)
+                    except ClientError as exc:  # e.g. a name CloudWatch refuses: that stream only is lost
+                        log.warning("log journal: %s/%s not replayed: %s", group, stream, exc)
+                        refused.add(key)
+                        current = None
+                        continue
                     known.add(key)
             pending.extend(events)
         accepted += send()
         return accepted
+
+
+def _ends_a_line(path: Path) -> bool:
+    """Whether ``path`` is empty or ends with a newline."""
+    with open(path, "rb") as source:
+        if source.seek(0, 2) == 0:
+            return True
+        source.seek(-1, 2)
+        return source.read(1) == b"\n"
+
+
+def _lines(source, limit: int) -> Iterator[bytes]:
+    """The lines of ``source``; a line longer than ``limit`` bytes is skipped without being held in memory."""
+    while True:
+        line = source.readline(limit)
+        if not line:
+            return
+        if len(line) >= limit and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):  # the rest of the oversized line
+                line = source.readline(limit)
+            log.warning("log journal: skipped a line longer than %d bytes", limit)
+            continue
+        yield line
+
+
+def _batch(raw: bytes) -> tuple[str, str, list[dict]] | None:
+    """(group, stream, events) of one journal line; None unless it has exactly the shape append() writes."""
+    try:
+        item = json.loads(raw)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+    if not isinstance(item, dict):
+        return None
+    group, stream, events = item.get("group"), item.get("stream"), item.get("events")
+    if not (isinstance(group, str) and group and isinstance(stream, str) and stream and isinstance(events, list)):
+        return None
+    for event in events:
+        if not (isinstance(event, dict) and type(event.get("timestamp")) is int
+                and isinstance(event.get("message"), str)):
+            return None
+    return group, stream, [{"timestamp": e["timestamp"], "message": e["message"]} for e in events]
 
 
 def _ensure(client, group: str, stream: str) -> None:

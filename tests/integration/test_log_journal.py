@@ -58,3 +58,42 @@ def test_files_rotate_and_the_oldest_go_beyond_the_cap(tmp_path):
     assert json.loads(reopened.files()[-1].read_text().splitlines()[-1])["events"][0]["message"] == "after restart"
     reopened.clear()
     assert reopened.files() == []
+
+
+def test_a_batch_written_after_a_torn_line_is_kept(emulator, tmp_path):
+    """A kill -9 (or a full disk) mid-write leaves a line without its newline; the next server goes on
+    with that file, and its first batch used to be glued to the torn line and skipped with it."""
+    logs = emulator.client("logs")
+    group, now = f"/aws/sagemaker/{unique('T')}", int(time.time() * 1000)
+    journal = LogJournal(tmp_path / "logs")
+    journal.append(group, "s", [{"timestamp": now, "message": "before"}])
+    journal.close()
+    with open(journal.files()[-1], "ab") as out:
+        out.write(b'{"group": "' + group.encode() + b'", "stream": "s", "events": [{"timesta')
+    after = LogJournal(tmp_path / "logs")  # the next server
+    after.append(group, "s", [{"timestamp": now + 1, "message": "after the crash"}])
+    after.close()
+    assert LogJournal(tmp_path / "logs").replay(logs) == 2
+    assert _events(logs, group, "s") == [(now, "before"), (now + 1, "after the crash")]
+
+
+def test_lines_of_the_wrong_shape_are_skipped_and_the_rest_replayed(emulator, tmp_path):
+    """One corrupted line (valid JSON, wrong types; a name CloudWatch refuses) used to stop the server's
+    start (replay raised), so `smlocal up --data-dir D` could not start on that data dir again."""
+    logs = emulator.client("logs")
+    group, now = f"/aws/sagemaker/{unique('C')}", int(time.time() * 1000)
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    good = {"group": group, "stream": "s", "events": [{"timestamp": now, "message": "kept"}]}
+    bad = [{"group": group, "stream": "s", "events": [1, "x"]},
+           {"group": group, "stream": "s", "events": [{"timestamp": "soon", "message": "m"}]},
+           {"group": group, "stream": "s", "events": [{"timestamp": now, "message": 5}]},
+           {"group": group, "stream": "s", "events": {"timestamp": now}},
+           {"group": "", "stream": "s", "events": [{"timestamp": now, "message": "m"}]},
+           {"group": "x" * 600, "stream": "s", "events": [{"timestamp": now, "message": "m"}]},
+           ["not", "an", "object"]]
+    lines = [json.dumps(item) for item in bad] + [json.dumps(good)]
+    (folder / "journal-000001.jsonl").write_text("\n".join(lines) + "\n")
+    assert LogJournal(folder).replay(logs) == 1
+    assert _events(logs, group, "s") == [(now, "kept")]
+

@@ -156,3 +156,30 @@ def test_unsigned_and_malformed_requests():
         assert _verify(method, path, query, {**headers, "authorization": bad}, body).kind == "malformed", bad
     no_date = {k: v for k, v in headers.items() if k != "x-amz-date"}
     assert _verify(method, path, query, no_date, body).kind == "malformed"
+
+
+class _NoExpiresQueryAuth(S3SigV4QueryAuth):
+    """botocore's presigner, with X-Amz-Expires left out of the URL before the signature is computed."""
+
+    def _modify_request_before_signing(self, request):
+        super()._modify_request_before_signing(request)
+        base, _, query = request.url.partition("?")
+        request.url = base + "?" + "&".join(p for p in query.split("&") if not p.startswith("X-Amz-Expires="))
+
+
+def test_presigned_url_without_x_amz_expires_is_refused():
+    """AWS requires X-Amz-Expires in a SigV4 query; without it a URL was taken as valid for 7 days."""
+    method, path, query, headers, body = _signed("GET", "http://127.0.0.1:5555/bucket/key", _NoExpiresQueryAuth,
+                                                 "s3", expires=60)
+    headers.pop("authorization", None)
+    assert "X-Amz-Signature=" in query and "X-Amz-Expires" not in query
+    failure = _verify(method, path, query, headers, body)
+    assert failure is not None and failure.kind == "malformed" and "x-amz-expires" in failure.message
+
+
+def test_non_s3_signature_uses_the_body_hash_not_a_declared_unsigned_payload():
+    method, path, query, headers, body = _signed("POST", "http://127.0.0.1:5555/", body=b'{"MaxResults": 5}',
+                                                 headers={"X-Amz-Target": "SageMaker.ListTrainingJobs",
+                                                          "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    failure = _verify(method, path, query, headers, b'{"MaxResults": 6}')
+    assert failure is not None and failure.kind == "mismatch"

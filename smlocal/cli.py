@@ -141,6 +141,7 @@ def _flags(args) -> dict:
 def cmd_up(args) -> int:
     from smlocal.config import load_settings
     from smlocal.server import Emulator
+    from smlocal.service.store import DataDirInUse
 
     flags = _flags(args)
     if flags["port"] is None and not os.environ.get("SMLOCAL_PORT"):
@@ -164,7 +165,12 @@ def cmd_up(args) -> int:
             return 1
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Emulator(settings, s3_store=store) as emulator:
+    try:
+        emulator = Emulator(settings, s3_store=store).start()
+    except DataDirInUse as exc:
+        print(f"smlocal up: {exc}", file=sys.stderr)
+        return 1
+    try:
         kept = f"durable in {store.root}" if store else ("external" if settings.s3_endpoint else "in memory")
         print(f"smlocal {__version__} listening on {emulator.endpoint} (data: {settings.data_dir}, "
               f"S3: {emulator.s3_endpoint}, {kept})")
@@ -182,6 +188,8 @@ def cmd_up(args) -> int:
                 pass
         except KeyboardInterrupt:
             pass
+    finally:
+        emulator.stop()
     return 0
 
 

@@ -28,6 +28,7 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler
 from smlocal.auth import (CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, accepted_keys, client_environment, client_secret_key,
                           remove_server_record, s3_credentials, server_record_path, write_server_record)
 from smlocal.config import DEFAULT_ROLE_NAME, Settings
+from smlocal.service.store import DataDirLock, Store
 from smlocal.gateway import boundary
 from smlocal.gateway.app import Gateway
 from smlocal.gateway.s3proxy import S3Proxy
@@ -45,7 +46,6 @@ from smlocal.service.pipelines import Pipelines
 from smlocal.service.processing import ProcessingJobs
 from smlocal.service.registry import ModelRegistry
 from smlocal.service.scheduler import JobScheduler
-from smlocal.service.store import Store
 from smlocal.service.tags import Tags
 from smlocal.service.training import TrainingJobs
 from smlocal.service.transform import TransformJobs
@@ -116,25 +116,32 @@ class Emulator:
         self.scheduler: JobScheduler | None = None
         self.admin_token = _admin_token()  # what admin calls carry; see boundary.check_admin
         self.record_path: Path | None = None
+        self._lock: DataDirLock | None = None
 
     # ---- lifecycle
     def start(self) -> "Emulator":
+        """Takes the data dir, starts the store(s) and serves; on any failure undoes what it started.
+
+        Raises:
+            DataDirInUse: another live smlocal serves this data dir.
+        """
         data = Path(self.settings.data_dir)
         data.mkdir(parents=True, exist_ok=True)
-        self._start_durable(data)
-        self.store = Store(data / "state.sqlite3")
-        self.service = SageMakerService()
-        identity = f"arn:aws:sts::{self.settings.account_id}:assumed-role/{DEFAULT_ROLE_NAME}/smlocal"
-        self.gateway = Gateway(self.service, identity, self.settings.account_id,
-                               admin={"health": self._health, "reset": self.reset,
-                                      "reset-all": self.reset_all},
-                               policy=self.boundary_policy(), admin_token=self.admin_token,
-                               keys=accepted_keys(self.settings))
-        self._proxy_s3()
-        self._server = make_server(self.settings.host, self.settings.port, self.gateway, threaded=True,
-                                   request_handler=_Handler)
-        self._server.daemon_threads = True
         try:
+            self._lock = DataDirLock(data)  # before anything reads or recovers the state of the data dir
+            self._start_durable(data)
+            self.store = Store(data / "state.sqlite3")
+            self.service = SageMakerService()
+            identity = f"arn:aws:sts::{self.settings.account_id}:assumed-role/{DEFAULT_ROLE_NAME}/smlocal"
+            self.gateway = Gateway(self.service, identity, self.settings.account_id,
+                                   admin={"health": self._health, "reset": self.reset,
+                                          "reset-all": self.reset_all},
+                                   policy=self.boundary_policy(), admin_token=self.admin_token,
+                                   keys=accepted_keys(self.settings))
+            self._proxy_s3()
+            self._server = make_server(self.settings.host, self.settings.port, self.gateway, threaded=True,
+                                       request_handler=_Handler)
+            self._server.daemon_threads = True
             self._write_record()
             self._wire()  # every operation is registered before the first request is served
             self._thread = threading.Thread(target=self._server.serve_forever, name="smlocal-gateway",
@@ -143,7 +150,7 @@ class Emulator:
             self._bootstrap_identity()
             if self.log_journal is not None:
                 self.log_journal.replay(self.client("logs"))
-        except Exception:
+        except BaseException:
             self.stop()
             raise
         self._ready = True
@@ -268,6 +275,9 @@ class Emulator:
             self.log_journal.close()
         if self.s3_store is not None:
             self.s3_store.stop()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> "Emulator":
         return self.start()

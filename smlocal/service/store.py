@@ -8,7 +8,9 @@ restarted server sees exactly what clients were last told.
 from __future__ import annotations
 
 import copy
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -23,6 +25,37 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (kind, name)
 );
 """
+
+
+class DataDirInUse(RuntimeError):
+    """Another live smlocal holds the data dir."""
+
+
+class DataDirLock:
+    """An exclusive ``flock`` on ``<data dir>/smlocal.lock``, held while a server serves the data dir.
+
+    Two servers on one data dir would share one state store: the second one's crash recovery would
+    mark the first one's running jobs Failed. The kernel drops the lock when its holder dies (a
+    ``kill -9`` included), so a dead server never blocks the next one.
+    """
+
+    def __init__(self, data_dir: Path):
+        self.path = Path(data_dir) / "smlocal.lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self._fd)
+            raise DataDirInUse(f"the data dir {data_dir} is in use by another smlocal (pid {holder}); "
+                               "stop it or choose another --data-dir") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the lock
+            self._fd = None
 
 
 class Store:

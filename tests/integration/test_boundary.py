@@ -397,13 +397,14 @@ def test_up_allow_origin_flag_and_reset_command(tmp_path):
             assert server.poll() is None and time.time() < deadline, server.stdout.read() if server.poll() else ""
             time.sleep(0.2)
         endpoint = f"http://127.0.0.1:{port}"
-        while True:
+        while True:  # up once it says so ("starting" while it still replays its logs, say)
             try:
-                urllib.request.urlopen(f"{endpoint}/_smlocal/health", timeout=1).read()
-                break
+                if json.loads(urllib.request.urlopen(f"{endpoint}/_smlocal/health", timeout=1).read())["status"] == "ok":
+                    break
             except OSError:
-                assert time.time() < deadline
-                time.sleep(0.2)
+                pass
+            assert time.time() < deadline
+            time.sleep(0.2)
         fake = type("Server", (), {"port": port})()
         status, headers, _ = _raw(fake, "OPTIONS", "/", Origin=OK_ORIGIN, Access_Control_Request_Method="POST")
         assert status == 200 and _header(headers, "Access-Control-Allow-Origin") == [OK_ORIGIN]

@@ -188,3 +188,21 @@ def test_memory_mode_keeps_nothing(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_a_second_server_on_the_same_data_dir_is_refused(tmp_path):
+    """Two servers on one data dir would share one store: the second one's recovery would fail the first's jobs."""
+    from smlocal.config import load_settings
+    from smlocal.server import Emulator
+    from smlocal.service.store import DataDirInUse
+
+    with Emulator(load_settings(data_dir=tmp_path, port=0)) as first:
+        with pytest.raises(DataDirInUse, match="in use by another smlocal"):
+            Emulator(load_settings(data_dir=tmp_path, port=0)).start()
+        assert first.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+        up = subprocess.run([sys.executable, "-m", "smlocal.cli", "up", "--port", "0", "--data-dir", str(tmp_path),
+                             "--s3", "memory"], capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("SMLOCAL_")})
+        assert up.returncode == 1 and "in use by another smlocal" in up.stderr
+    with Emulator(load_settings(data_dir=tmp_path, port=0)):  # released on stop
+        pass

@@ -80,7 +80,8 @@ def main() -> None:
         extra = {"baseline_overhead_ms_p50": before["overhead_ms"]["p50"], "baseline_when": before["when"],
                  "baseline_sandbox": before.get("sandbox", "mount namespace only (user namespace when not root)")}
     write("training_overhead", {
-        "sandbox": "user + pid (own /proc, init) + mount (private /tmp, hidden data dir) [+ net] namespaces",
+        "sandbox": "user + pid (own /proc, init) + mount namespaces, the host copy-on-write (overlays, pivot_root), "
+                   "hidden data dir and credentials [+ net]",
         **extra,
         "jobs": JOBS,
         "job_wall_seconds": summary(walls),

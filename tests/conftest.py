@@ -29,6 +29,19 @@ def emulator(tmp_path_factory):
         yield emu
 
 
+@pytest.fixture(scope="module")
+def runtime_dir(tmp_path_factory):
+    """A private ``SMLOCAL_RUNTIME_DIR`` (server records, admin tokens) for the servers a module starts."""
+    folder = tmp_path_factory.mktemp("smlocal-run") / "run"
+    previous = os.environ.get("SMLOCAL_RUNTIME_DIR")
+    os.environ["SMLOCAL_RUNTIME_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("SMLOCAL_RUNTIME_DIR", None)
+    else:
+        os.environ["SMLOCAL_RUNTIME_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def client_env(emulator):
     """Points every boto3 / SDK client created in this process at the emulator."""

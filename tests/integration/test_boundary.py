@@ -31,17 +31,6 @@ EVIL_ORIGIN = "https://evil.example"
 JSON = "application/x-amz-json-1.1"
 
 
-@pytest.fixture(scope="module")
-def runtime_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("smlocal-run") / "run"
-    previous = os.environ.get("SMLOCAL_RUNTIME_DIR")
-    os.environ["SMLOCAL_RUNTIME_DIR"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("SMLOCAL_RUNTIME_DIR", None)
-    else:
-        os.environ["SMLOCAL_RUNTIME_DIR"] = previous
-
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory, runtime_dir):

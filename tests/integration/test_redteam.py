@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 
 import boto3
 import pytest
@@ -24,17 +23,6 @@ from smlocal.server import Emulator
 
 JSON = "application/x-amz-json-1.1"
 
-
-@pytest.fixture(scope="module")
-def runtime_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("redteam-run") / "run"
-    previous = os.environ.get("SMLOCAL_RUNTIME_DIR")
-    os.environ["SMLOCAL_RUNTIME_DIR"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("SMLOCAL_RUNTIME_DIR", None)
-    else:
-        os.environ["SMLOCAL_RUNTIME_DIR"] = previous
 
 
 @pytest.fixture(scope="module")

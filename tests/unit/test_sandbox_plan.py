@@ -172,3 +172,13 @@ def test_mountinfo_is_parsed_with_its_escapes():
     text = ("27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
             "28 27 0:25 / /mnt/my\\040disk ro,nosuid shared:1 - tmpfs none ro,size=4k\n")
     assert parse_mountinfo(text) == (Mount("/", "ext4", False), Mount("/mnt/my disk", "tmpfs", True))
+
+
+def test_smlocals_own_source_is_software_a_job_may_need():
+    """An editable install lives in its checkout (a CI clone under /tmp, say): the built-in algorithms import it."""
+    from pathlib import Path
+
+    import smlocal
+    from smlocal.runtime.backends import process
+
+    assert str(Path(smlocal.__file__).resolve().parent.parent) in process._SOFTWARE_DIRS

@@ -181,4 +181,4 @@ def test_smlocals_own_source_is_software_a_job_may_need():
     import smlocal
     from smlocal.runtime.backends import process
 
-    assert str(Path(smlocal.__file__).resolve().parent.parent) in process._SOFTWARE_DIRS
+    assert str(Path(smlocal.__file__).resolve().parent.parent) in process.SOFTWARE_DIRS

@@ -68,7 +68,7 @@ _INTERPRETER_DIRS = tuple(dict.fromkeys(os.path.abspath(p) for p in (sys.prefix,
 # What a job's Python imports besides its interpreter: smlocal's own source (an editable install
 # lives in its checkout, e.g. a CI clone under /tmp: the built-in algorithms run from it) and the
 # server's import path.
-_SOFTWARE_DIRS = tuple(dict.fromkeys((*_INTERPRETER_DIRS, str(Path(__file__).resolve().parents[3]),
+SOFTWARE_DIRS = tuple(dict.fromkeys((*_INTERPRETER_DIRS, str(Path(__file__).resolve().parents[3]),
                                       *(os.path.abspath(p) for p in sys.path if p and os.path.isdir(p)))))
 PRIVATE_DIRS = ("/tmp", "/dev/shm")  # a fresh empty one per job
 REPLACED_DIRS = ("/proc", "/sys", "/dev", "/tmp")  # never taken from the host's tree as they are
@@ -404,7 +404,7 @@ class ProcessBackend:
     def _run(self, spec: RunSpec, sink: OutputSink, control: RunControl) -> RunResult:
         started = time.monotonic()
         env = dict(spec.env)
-        plan = sandbox_plan(spec, self._full_policy(), HostFacts.local(), software=_SOFTWARE_DIRS)
+        plan = sandbox_plan(spec, self._full_policy(), HostFacts.local(), software=SOFTWARE_DIRS)
         # the plan travels in the environment (process 1 removes it), not in a command line the job can read
         env[PLAN_VARIABLE] = encode_plan(plan)
         if "TMPDIR" in env:

@@ -140,6 +140,7 @@ def _flags(args) -> dict:
 
 def cmd_up(args) -> int:
     from smlocal.config import load_settings
+    from smlocal.s3store import DurableS3Store, S3StoreError
     from smlocal.server import Emulator
     from smlocal.service.store import DataDirInUse
 
@@ -153,21 +154,13 @@ def cmd_up(args) -> int:
     if mode not in ("durable", "memory"):
         print(f"smlocal up: SMLOCAL_S3 must be durable or memory, not {mode!r}", file=sys.stderr)
         return 2
-    store = None
-    if mode == "durable" and not settings.s3_endpoint:
-        from smlocal.s3store import DurableS3Store, S3StoreError
-
-        store = DurableS3Store(settings.data_dir, region=settings.region)
-        try:
-            store.start()  # the Emulator stops it
-        except S3StoreError as exc:
-            print(f"smlocal up: {exc}", file=sys.stderr)
-            return 1
+    store = DurableS3Store(settings.data_dir, region=settings.region) \
+        if mode == "durable" and not settings.s3_endpoint else None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        emulator = Emulator(settings, s3_store=store).start()
-    except DataDirInUse as exc:
+        emulator = Emulator(settings, s3_store=store).start()  # takes the data dir, then starts the store
+    except (DataDirInUse, S3StoreError) as exc:
         print(f"smlocal up: {exc}", file=sys.stderr)
         return 1
     try:

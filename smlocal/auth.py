@@ -199,14 +199,6 @@ class _Signed:
     presigned: bool
 
 
-def has_signature(headers: Mapping[str, str], query_string: str) -> bool:
-    """Whether a request carries any signature (an Authorization header or a presigned query)."""
-    if headers.get("authorization"):
-        return True
-    names = {name.lower() for name, _ in _query_pairs(query_string)}
-    return b"x-amz-signature" in names or b"x-amz-credential" in names
-
-
 def credential_scope_service(headers: Mapping[str, str], query_string: str) -> str:
     """The service named in a request's SigV4 credential scope ('' if none can be read)."""
     credential = ""

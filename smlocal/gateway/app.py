@@ -27,7 +27,7 @@ from urllib.parse import parse_qs
 import botocore.session
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-from smlocal.auth import credential_scope_service, has_signature, verify_sigv4
+from smlocal.auth import credential_scope_service, verify_sigv4
 from smlocal.errors import ServiceError, UnknownOperation
 from smlocal.gateway import boundary, s3proxy
 from smlocal.gateway.boundary import BoundaryPolicy
@@ -102,11 +102,10 @@ class Gateway:
         """Refusal (and the protocol to answer in) of a request whose signature the policy wants and lacks."""
         headers = boundary.wsgi_headers(environ)
         raw_path, query = boundary.raw_path_and_query(environ)
-        signed = has_signature(headers, query)
         scope = credential_scope_service(headers, query)
         protocol = boundary.protocol_of(environ, scope)
         if not boundary.needs_signature(environ, self.policy):
-            refusal = boundary.check_fetch_site(environ, self.policy, signed)
+            refusal = boundary.check_fetch_site(environ, self.policy)
             return None if refusal is None else (refusal, protocol)
         if scope and scope != "sagemaker" and self._answers_sagemaker(environ, scope):
             # e.g. a presigned S3 GET URL (its body and unsigned headers are free) sent with X-Amz-Target

@@ -135,13 +135,16 @@ def check_origin(environ: dict[str, Any], policy: BoundaryPolicy) -> Refusal | N
                    "with --allow-origin ORIGIN (or SMLOCAL_ALLOW_ORIGINS) to allow one.")
 
 
-def check_fetch_site(environ: dict[str, Any], policy: BoundaryPolicy, signed: bool) -> Refusal | None:
-    """Refuses an unsigned browser request made by another site's page (``Sec-Fetch-Site``)."""
+def check_fetch_site(environ: dict[str, Any], policy: BoundaryPolicy) -> Refusal | None:
+    """Refuses a browser request made by another site's page (``Sec-Fetch-Site``), e.g. an ``<img>`` GET.
+
+    Signature parameters do not exempt it: where this applies (loopback) nothing verifies them, so a page
+    could forge them. SDKs never send ``Sec-Fetch-Site``; a URL typed or pasted into the browser is ``none``.
+    """
     site = environ.get("HTTP_SEC_FETCH_SITE", "").strip().lower()
-    if signed or site not in ("cross-site", "same-site") or origin_allowed(environ, policy):
+    if site not in ("cross-site", "same-site") or origin_allowed(environ, policy):
         return None
-    return Refusal(403, "AccessDeniedException",
-                   "Unsigned requests made by another site's page are not allowed.")
+    return Refusal(403, "AccessDeniedException", "Requests made by another site's page are not allowed.")
 
 
 def is_preflight(environ: dict[str, Any]) -> bool:

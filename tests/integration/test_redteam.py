@@ -132,3 +132,14 @@ def test_multipart_upload_to_a_bucket_named_endpoints_is_s3(wide):
     s3.complete_multipart_upload(Bucket="endpoints", Key="ep/invocations", UploadId=upload,
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
     assert s3.get_object(Bucket="endpoints", Key="ep/invocations")["Body"].read() == b"p1"
+
+
+def test_a_cross_site_get_with_forged_presign_parameters_is_refused_on_loopback(emulator):
+    """On loopback signatures are not verified, so presign parameters in an <img> URL prove nothing."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=10)
+    conn.request("GET", "/?X-Amz-Credential=a/20250101/us-east-1/s3/aws4_request&X-Amz-Signature=00",
+                 headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "image"})
+    response = conn.getresponse()
+    assert response.status == 403 and b"ListAllMyBucketsResult" not in response.read()

@@ -144,6 +144,19 @@ def read_server_record(port: int) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether an address or name reaches only this machine (127.0.0.0/8, ::1, ``localhost``)."""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def admin_token_for(endpoint: str) -> str | None:
     """The admin token for the server at ``endpoint``: ``SMLOCAL_ADMIN_TOKEN``, else its record file."""
     from urllib.parse import urlsplit
@@ -156,6 +169,8 @@ def admin_token_for(endpoint: str) -> str | None:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return None
+    if not is_loopback(parts.hostname or ""):
+        return None  # the records are of servers on this machine: never send one's token elsewhere
     record = read_server_record(port) or {}
     token = record.get("adminToken")
     return token if isinstance(token, str) and token else None

@@ -68,8 +68,13 @@ class Gateway:
         self._admin_token = admin_token
         self._keys = dict(keys or {})
         runtime_model = botocore.session.get_session().get_service_model("sagemaker-runtime")
-        self._invoke_limits = {kind: runtime_model.operation_model(op).input_shape.members["Body"].metadata["max"]
-                               for kind, op in _INVOKE_OPERATIONS.items()}
+        # a body member's max from the model; older botocore models have no Body for InvokeEndpointAsync
+        # (it takes an S3 InputLocation there): InvokeEndpoint's limit applies to whatever is sent
+        limits = {kind: runtime_model.operation_model(op).input_shape.members.get("Body")
+                  for kind, op in _INVOKE_OPERATIONS.items()}
+        default = limits["invocations"].metadata["max"]
+        self._invoke_limits = {kind: shape.metadata.get("max", default) if shape is not None else default
+                               for kind, shape in limits.items()}
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """The boundary (Host, Origin, admin token, signature; see :mod:`smlocal.gateway.boundary`), then routing."""

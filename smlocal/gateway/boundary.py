@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 from xml.sax.saxutils import escape
 
+from smlocal.auth import is_loopback
+
 ADMIN_PREFIX = "/_smlocal/"
 MOTO_API_PREFIX = "/moto-api"
 ADMIN_TOKEN_HEADER = "X-Smlocal-Admin-Token"
@@ -69,17 +71,6 @@ class Refusal:
     code: str
     message: str
     headers: tuple[tuple[str, str], ...] = field(default=())
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a bind address reaches only this machine (127.0.0.0/8, ::1, ``localhost``)."""
-    name = host.strip().strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def is_wildcard(host: str) -> bool:

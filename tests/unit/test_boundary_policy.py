@@ -115,3 +115,13 @@ def test_signature_refusals_are_shaped_per_protocol(protocol, kind, code):
         assert b"m &lt;x&gt;" in body
     else:
         assert dict(headers)["x-amzn-ErrorType"] == code
+
+
+def test_a_servers_record_token_is_only_sent_to_this_machine(tmp_path, monkeypatch):
+    from smlocal.auth import admin_token_for, write_server_record
+
+    monkeypatch.setenv("SMLOCAL_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.delenv("SMLOCAL_ADMIN_TOKEN", raising=False)
+    write_server_record(5599, {"endpoint": "http://127.0.0.1:5599", "port": 5599, "adminToken": "t" * 32})
+    assert admin_token_for("http://127.0.0.1:5599") == admin_token_for("http://localhost:5599") == "t" * 32
+    assert admin_token_for("http://other-host.example:5599") is None

@@ -244,6 +244,32 @@ def test_devices_and_kernel_settings_of_the_host_are_out_of_reach(data):
     assert "writable" not in found.values(), found
 
 
+def test_the_hosts_unix_sockets_under_run_are_out_of_reach(data):
+    """/run holds docker.sock, dbus, systemd: a socket answers through an overlay or a read-only bind."""
+    import socket
+
+    folder = Path(tempfile.mkdtemp(prefix="smlocal-sock-", dir="/run"))
+    path = folder / "host.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(1)
+    try:
+        for isolated in (False, True):
+            result, lines = data.run(f"sock-{isolated}", """
+                import os, socket, sys
+                try:
+                    socket.socket(socket.AF_UNIX).connect(sys.argv[1])
+                    print("connected")
+                except OSError as exc:
+                    print(type(exc).__name__, os.path.exists("/var/run/" + sys.argv[1][5:]))
+            """, str(path), network_isolation=isolated)
+            assert result.exit_code == 0, result.stderr_tail
+            assert lines[-1] == "FileNotFoundError False", lines
+    finally:
+        listener.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
 def tools_with_a_host_mount(tmp_path):
     """A program folder under /tmp with a host mount inside: the kernel refuses its overlay."""

@@ -71,7 +71,9 @@ _INTERPRETER_DIRS = tuple(dict.fromkeys(os.path.abspath(p) for p in (sys.prefix,
 SOFTWARE_DIRS = tuple(dict.fromkeys((*_INTERPRETER_DIRS, str(Path(__file__).resolve().parents[3]),
                                       *(os.path.abspath(p) for p in sys.path if p and os.path.isdir(p)))))
 PRIVATE_DIRS = ("/tmp", "/dev/shm")  # a fresh empty one per job
-REPLACED_DIRS = ("/proc", "/sys", "/dev", "/tmp")  # never taken from the host's tree as they are
+# never taken from the host's tree as they are; /run in particular holds the host's Unix sockets (docker,
+# dbus, systemd): a socket is reachable through an overlay or a read-only bind, so a job gets a fresh /run
+REPLACED_DIRS = ("/proc", "/sys", "/dev", "/tmp", "/run")
 #: Where the user running smlocal keeps credentials (``~`` is the server's and the job's ``HOME``):
 #: a job sees each as an empty read-only folder, or an empty read-only file.
 CREDENTIAL_PATHS = ("~/.aws", "~/.ssh", "~/.gnupg", "~/.docker", "~/.kube", "~/.config/gcloud", "~/.azure",
@@ -208,7 +210,7 @@ def sandbox_plan(spec: RunSpec, policy: SandboxPolicy, host: HostFacts, *, softw
     hidden_real = [host.realpath(p) for p in hidden_all]
     layers = _Layers()
     steps = _root_steps(scratch, hidden_real, host, layers)
-    steps += [["pivot"], ["proc"], ["sys"], ["dev"], ["cover", "/dev/shm"],
+    steps += [["pivot"], ["proc"], ["sys"], ["dev"], ["cover", "/dev/shm"], ["cover", "/run"],
               ["bind", f"{scratch}/tmp", "/tmp", False]]
     programs = _program_dirs(spec, software)
     kept = [d for d in programs if any(_inside(d, p) and d != p for p in PRIVATE_DIRS)]

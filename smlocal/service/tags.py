@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from smlocal.errors import ValidationError
+from smlocal.service.common import _offset, _token
 from smlocal.service.store import Store
 
 KIND = "Tags"
@@ -62,14 +63,11 @@ class Tags:
     def list(self, request: dict[str, Any]) -> dict[str, Any]:
         arn = self._resource(request["ResourceArn"])
         tags = (self._store.get(KIND, arn) or {}).get("Tags", [])
-        token = request.get("NextToken") or "0"
-        if not (token.isascii() and token.isdigit()):
-            raise ValidationError("Invalid pagination token.")
-        start = int(token)
+        start = _offset(request.get("NextToken"))
         size = request.get("MaxResults") or 50
         result: dict[str, Any] = {"Tags": tags[start:start + size]}
         if start + size < len(tags):
-            result["NextToken"] = str(start + size)
+            result["NextToken"] = _token(start + size)
         return result
 
     def delete(self, request: dict[str, Any]) -> dict[str, Any]:

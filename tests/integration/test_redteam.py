@@ -143,3 +143,18 @@ def test_a_cross_site_get_with_forged_presign_parameters_is_refused_on_loopback(
                  headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Dest": "image"})
     response = conn.getresponse()
     assert response.status == 403 and b"ListAllMyBucketsResult" not in response.read()
+
+
+def test_crafted_pagination_tokens_are_validation_errors(sm):
+    """Deep JSON inside a base64 token, and a digit string longer than Python parses: 400, never a 500."""
+    import base64
+
+    from botocore.exceptions import ClientError
+
+    deep = base64.urlsafe_b64encode(b"[" * 6000).decode()
+    for call, kwargs in ((sm.list_training_jobs, {"NextToken": deep}),
+                         (sm.list_tags, {"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
+                                         "NextToken": "9" * 5000})):
+        with pytest.raises(ClientError) as exc:
+            call(**kwargs)
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400, exc.value.response

@@ -12,7 +12,10 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
+
+# what a call to S3 raises for a bad request: the service's answer, or botocore refusing it before sending
+_S3_ERRORS = (ClientError, ParamValidationError)
 
 from smlocal.runtime import archives, jobfiles
 from smlocal.runtime.archives import StagingError
@@ -49,7 +52,7 @@ class S3Stager:
         try:
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
                 keys.extend(obj["Key"] for obj in page.get("Contents", []))
-        except ClientError as exc:
+        except _S3_ERRORS as exc:
             raise StagingError(_s3_error(uri, exc)) from exc
         return [k for k in keys if not k.endswith("/")]
 
@@ -58,7 +61,7 @@ class S3Stager:
         bucket, key = split_s3_uri(manifest_uri)
         try:
             manifest = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        except (ClientError, ValueError) as exc:
+        except (*_S3_ERRORS, ValueError) as exc:
             raise StagingError(f"Unable to read manifest file {manifest_uri}: {exc}") from exc
         if not manifest or not isinstance(manifest[0], dict) or "prefix" not in manifest[0]:
             raise StagingError(
@@ -98,14 +101,14 @@ class S3Stager:
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.s3.download_file(bucket, key, str(target))
-        except ClientError as exc:
+        except _S3_ERRORS as exc:
             raise StagingError(_s3_error(f"s3://{bucket}/{key}", exc)) from exc
 
     def read_bytes(self, uri: str) -> bytes:
         bucket, key = split_s3_uri(uri)
         try:
             return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except ClientError as exc:
+        except _S3_ERRORS as exc:
             raise StagingError(_s3_error(uri, exc)) from exc
 
     def fetch_and_extract(self, uri: str, dest: Path) -> None:
@@ -117,14 +120,14 @@ class S3Stager:
         bucket, key = split_s3_uri(uri)
         try:
             self.s3.upload_file(str(path), bucket, key)
-        except ClientError as exc:
+        except _S3_ERRORS as exc:
             raise StagingError(_s3_error(uri, exc)) from exc
 
     def put_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = split_s3_uri(uri)
         try:
             self.s3.put_object(Bucket=bucket, Key=key, Body=data)
-        except ClientError as exc:
+        except _S3_ERRORS as exc:
             raise StagingError(_s3_error(uri, exc)) from exc
 
     def upload_tree(self, folder: Path, uri_prefix: str, *, root: Path | None = None,
@@ -143,7 +146,7 @@ class S3Stager:
             uri = join_s3(uri_prefix, rel)
             try:
                 self.s3.upload_fileobj(handle, *split_s3_uri(uri))
-            except ClientError as exc:
+            except _S3_ERRORS as exc:
                 raise StagingError(_s3_error(uri, exc)) from exc
             count += 1
         return count
@@ -213,7 +216,8 @@ def _shown(rel: PurePosixPath | Path, entry: jobfiles.Found) -> str:
     return f"{PurePosixPath(rel, entry.rel)}"
 
 
-def _s3_error(uri: str, exc: ClientError) -> str:
-    code = exc.response.get("Error", {}).get("Code", "Error")
-    message = exc.response.get("Error", {}).get("Message", str(exc))
+def _s3_error(uri: str, exc: Exception) -> str:
+    error = getattr(exc, "response", {}).get("Error", {})  # a ParamValidationError has no response
+    code = error.get("Code", "InvalidParameter" if isinstance(exc, ParamValidationError) else "Error")
+    message = error.get("Message", str(exc))
     return f"Unable to access {uri}: {code} ({message})"

@@ -18,7 +18,6 @@ import copy
 import logging
 from typing import Any, Protocol
 
-from botocore.exceptions import ParamValidationError
 
 from smlocal.errors import ResourceInUse, ValidationError
 from smlocal.runtime.backends.base import RunControl
@@ -113,7 +112,7 @@ class TransformJobs(JobFamily):
         uri = source["S3Uri"]
         try:
             found = bool(self._runtime.stager.list_keys(uri))
-        except (StagingError, ParamValidationError):  # ParamValidationError: not an S3 bucket name at all
+        except StagingError:
             found = False
         if not found:
             bucket = split_s3_uri(uri)[0] if uri.startswith("s3://") else uri

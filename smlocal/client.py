@@ -121,12 +121,9 @@ def emulator_environment(settings: Settings | None = None, **flags) -> Iterator[
         info = health(endpoint) or {}
         settings = settings or load_settings(region=info.get("region"))
         if info.get("s3Endpoint") and info.get("s3External", info["s3Endpoint"] != endpoint):
-            from smlocal.s3store import stored_credentials
-
-            key, secret = stored_credentials(info.get("dataDir")) or (None, None)  # a durable store's pair
+            # an external store (--s3-endpoint): its keys come from the environment (auth.s3_credentials)
             settings = Settings(**{**settings.__dict__, "s3_endpoint": info["s3Endpoint"],
-                                   "s3_client_endpoint": info["s3Endpoint"], "s3_access_key_id": key,
-                                   "s3_secret_access_key": secret})
+                                   "s3_client_endpoint": info["s3Endpoint"]})
         from smlocal.auth import client_environment
 
         yield client_environment(endpoint, settings)

@@ -242,11 +242,8 @@ def smlocal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
                                     "or SMLOCAL_ENDPOINT)")
         settings = load_settings(region=info.get("region"))
         if info.get("s3Endpoint") and info.get("s3External", info["s3Endpoint"] != endpoint):
-            from smlocal.s3store import stored_credentials
-
-            key, secret = stored_credentials(info.get("dataDir")) or (None, None)  # a durable store's pair
-            settings = Settings(**{**settings.__dict__, "s3_endpoint": info["s3Endpoint"], "s3_access_key_id": key,
-                                   "s3_secret_access_key": secret})
+            # an external store (--s3-endpoint): its keys come from the environment (auth.s3_credentials)
+            settings = Settings(**{**settings.__dict__, "s3_endpoint": info["s3Endpoint"]})
         shared = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1
         if shared:
             warnings.warn("smlocal: xdist workers share the external emulator at "

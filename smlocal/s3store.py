@@ -81,7 +81,7 @@ def rclone_binary() -> str:
     return found
 
 
-def stored_credentials(data_dir: Path | str | None) -> tuple[str, str] | None:
+def _stored_credentials(data_dir: Path | str | None) -> tuple[str, str] | None:
     """The durable store's key pair as a client of ``data_dir`` finds it (environment, else the file)."""
     key, secret = (os.environ.get(name) for name in _ENV_KEYS)
     if key and secret:
@@ -286,7 +286,7 @@ class DurableS3Store:
         return record
 
     def _credentials(self) -> tuple[str, str]:
-        found = stored_credentials(self.data_dir)
+        found = _stored_credentials(self.data_dir)
         return found if found else _generate_credentials(self.data_dir / CREDENTIALS_FILE)
 
     def _remove_temp_files(self) -> None:

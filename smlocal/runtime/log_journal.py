@@ -26,11 +26,11 @@ from typing import Iterator
 
 from botocore.exceptions import ClientError
 
+from smlocal.runtime.logs import EVENT_OVERHEAD, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, ensure_log_stream
+
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"journal-(\d{6})\.jsonl")
-_MAX_BATCH_EVENTS = 10_000  # PutLogEvents limits: events and bytes (each event counts 26 bytes more)
-_MAX_BATCH_BYTES = 1_048_576
 _MAX_LINE_BYTES = 16 << 20  # a batch append() writes: 1 MiB of messages, JSON-escaped, plus 10,000 stamps
 
 
@@ -152,7 +152,7 @@ class LogJournal:
                 current = key
                 if key not in known:
                     try:
-                        _ensure(logs_client, group, stream)
+                        ensure_log_stream(logs_client, group, stream)
                     except ClientError as exc:  # e.g. a name CloudWatch refuses: that stream only is lost
                         log.warning("log journal: %s/%s not replayed: %s", group, stream, exc)
                         refused.add(key)
@@ -205,16 +205,6 @@ def _batch(raw: bytes) -> tuple[str, str, list[dict]] | None:
     return group, stream, [{"timestamp": e["timestamp"], "message": e["message"]} for e in events]
 
 
-def _ensure(client, group: str, stream: str) -> None:
-    for call, kwargs in ((client.create_log_group, {"logGroupName": group}),
-                         (client.create_log_stream, {"logGroupName": group, "logStreamName": stream})):
-        try:
-            call(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
-                raise
-
-
 def _put(client, group: str, stream: str, events: list[dict]) -> int:
     """PutLogEvents in chronological chunks of at most 10,000 events / 1 MiB; returns events accepted."""
     ordered = sorted(events, key=lambda event: event["timestamp"])  # stable: equal stamps keep their order
@@ -222,8 +212,8 @@ def _put(client, group: str, stream: str, events: list[dict]) -> int:
     chunk: list[dict] = []
     size = 0
     for event in ordered:
-        cost = len(event["message"].encode("utf-8")) + 26
-        if chunk and (len(chunk) >= _MAX_BATCH_EVENTS or size + cost > _MAX_BATCH_BYTES):
+        cost = len(event["message"].encode("utf-8")) + EVENT_OVERHEAD
+        if chunk and (len(chunk) >= MAX_BATCH_EVENTS or size + cost > MAX_BATCH_BYTES):
             accepted += _put_chunk(client, group, stream, chunk)
             chunk, size = [], 0
         chunk.append(event)

@@ -69,7 +69,7 @@ class LogStreamWriter:
         self._lock = threading.Lock()  # held while a batch is sent: writers wait (backpressure)
         self._flush_seconds = flush_seconds
         self._closed = threading.Event()
-        _ensure(logs_client, group, stream)
+        ensure_log_stream(logs_client, group, stream)
         self._flusher = threading.Thread(target=self._flush_loop, name=f"smlocal-logs-{stream}", daemon=True)
         self._flusher.start()
 
@@ -117,7 +117,8 @@ class LogStreamWriter:
                 log.exception("the log journal refused a batch of %s/%s", self.group, self.stream)
 
 
-def _ensure(client, group: str, stream: str) -> None:
+def ensure_log_stream(client, group: str, stream: str) -> None:
+    """Creates the log group and stream unless they exist."""
     for call, kwargs in (
         (client.create_log_group, {"logGroupName": group}),
         (client.create_log_stream, {"logGroupName": group, "logStreamName": stream}),

@@ -144,12 +144,14 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: between fork and exec only the call may run
+
+
 def _die_with_parent(parent: int):
     """A ``preexec_fn``: SIGKILL this child when its parent (thread) dies, even by kill -9."""
 
     def hook() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 

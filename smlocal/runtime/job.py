@@ -15,7 +15,6 @@ from typing import Callable, Protocol
 from smlocal.auth import s3_credentials
 from smlocal.config import Settings
 from smlocal.runtime.backends.base import Backend, SandboxPolicy
-from smlocal.runtime.backends.process import remove_leftover_scratch
 from smlocal.runtime.staging import S3Stager
 
 # host environment a job process inherits: enough to run programs, nothing of the server's own
@@ -105,7 +104,7 @@ def kill_orphans(ctx: RuntimeContext, kind: str, name: str) -> int:
             except ProcessLookupError:
                 pass
         path.unlink(missing_ok=True)
-    remove_leftover_scratch(folder)  # the copy-on-write layers of the killed processes
+    ctx.backend.sweep(folder)  # what the killed processes left (the process backend: its scratch layers)
     return killed
 
 

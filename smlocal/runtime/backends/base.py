@@ -81,3 +81,7 @@ class Backend(Protocol):
     def run(self, spec: RunSpec, sink: OutputSink, control: RunControl) -> RunResult:
         """Runs the process to its end, a stop request or the time limit; never raises for job errors."""
         ...
+
+    def sweep(self, job_folder: Path) -> None:
+        """Removes what runs of a dead server left under a job's folder (crash recovery)."""
+        ...

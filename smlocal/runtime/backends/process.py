@@ -38,7 +38,6 @@ be is handed on in pieces, so a job printing a 50 MB line costs no 50 MB of memo
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import shutil
@@ -88,8 +87,9 @@ class SandboxUnavailable(RuntimeError):
 
 def check_sandbox() -> None:
     """Ensures /opt/ml exists as a mount point and ``unshare`` can make a mount namespace."""
-    if shutil.which("unshare") is None:
-        raise SandboxUnavailable("the 'unshare' command (util-linux) is not installed")
+    for command in ("unshare", "setpriv"):
+        if shutil.which(command) is None:
+            raise SandboxUnavailable(f"the '{command}' command (util-linux) is not installed")
     try:
         os.makedirs(SANDBOX_ROOT, exist_ok=True)
     except OSError as exc:
@@ -373,19 +373,22 @@ class ProcessBackend:
     def __init__(self, policy: SandboxPolicy | None = None) -> None:
         check_sandbox()
         self._policy = policy or SandboxPolicy()
-        self._setpriv = shutil.which("setpriv")
 
     def confine(self, policy: SandboxPolicy) -> None:
         """Sets the host folders every later job must not see (see :class:`SandboxPolicy`)."""
         self._policy = policy
+
+    def sweep(self, job_folder: Path) -> None:
+        """Removes the copy-on-write scratch folders a dead server's runs left under ``job_folder``."""
+        remove_leftover_scratch(job_folder)
 
     def _full_policy(self) -> SandboxPolicy:
         return SandboxPolicy(hidden=(*self._policy.hidden, runtime_dir()),
                              shared_copy_on_write=self._policy.shared_copy_on_write)
 
     def _argv(self, spec: RunSpec) -> list[str]:
-        argv = ["setpriv", "--pdeathsig", "KILL"] if self._setpriv else []
-        argv += ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
+        argv = ["setpriv", "--pdeathsig", "KILL",  # the job dies with the server thread that started it
+                "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
                  "--pid", "--fork", "--kill-child", "--mount-proc"]
         if spec.network_isolation:
             argv.append("--net")
@@ -418,7 +421,6 @@ class ProcessBackend:
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=None if self._setpriv else _die_with_parent,
         )
         if spec.pidfile is not None:
             spec.pidfile.write_text(str(proc.pid))
@@ -543,9 +545,6 @@ def _remove_tree(path: Path) -> None:
     if os.path.lexists(path):
         _log.warning("could not remove the job scratch folder %s", path)
 
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _terminate(proc: subprocess.Popen, grace: float) -> None:

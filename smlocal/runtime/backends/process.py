@@ -21,9 +21,10 @@ Each job runs under ``unshare --user --mount --pid --fork --kill-child --mount-p
   ``/proc/sysrq-trigger``... read-only;
 * empty read-only folders over the smlocal data dir (every job's folder, the state store) and the
   servers' runtime dir, and over the credentials of the user running smlocal,
-  :data:`CREDENTIAL_PATHS`: ``~/.aws ~/.ssh ~/.gnupg ~/.docker ~/.kube ~/.config/gcloud ~/.azure``
-  (folders: an empty read-only tmpfs) and ``~/.netrc ~/.pypirc ~/.git-credentials /etc/shadow
-  /etc/gshadow`` (files: ``/dev/null``, read-only), for the server's ``HOME`` and the job's.
+  :data:`CREDENTIAL_PATHS` (cloud, git, registry and database keys, tokens, shell histories, the
+  host's SSH keys, ``/etc/shadow``): a folder as an empty read-only tmpfs, a file as ``/dev/null``
+  read-only, for the server's ``HOME`` and the job's. Other files of the home stay readable (the
+  job runs the developer's software from it); a list, not a fresh home, so keys kept elsewhere are not covered.
   A job still gets the ``AWS_*`` environment smlocal gives it (its role), never its developer's keys;
 * the job's folder on ``/opt/ml`` and the binds of its spec; the cached requirements environment
   it runs in (under the data dir) copy-on-write: what a job installs there is gone after it;
@@ -76,7 +77,10 @@ REPLACED_DIRS = ("/proc", "/sys", "/dev", "/tmp", "/run")
 #: Where the user running smlocal keeps credentials (``~`` is the server's and the job's ``HOME``):
 #: a job sees each as an empty read-only folder, or an empty read-only file.
 CREDENTIAL_PATHS = ("~/.aws", "~/.ssh", "~/.gnupg", "~/.docker", "~/.kube", "~/.config/gcloud", "~/.azure",
-                    "~/.netrc", "~/.pypirc", "~/.git-credentials", "/etc/shadow", "/etc/gshadow")
+                    "~/.config/gh", "~/.config/hub", "~/.config/rclone", "~/.databrickscfg", "~/.boto", "~/.s3cfg",
+                    "~/.huggingface/token", "~/.cache/huggingface/token", "~/.npmrc", "~/.pgpass", "~/.my.cnf",
+                    "~/.netrc", "~/.pypirc", "~/.git-credentials", "~/.bash_history", "~/.zsh_history",
+                    "~/.python_history", "/etc/ssh", "/etc/shadow", "/etc/gshadow")
 COPY_LIMIT = 1 << 20  # a file beside the folders rebuilt entry by entry: copied up to this size, else read-only
 _SKIPPED_FSTYPES = frozenset({"autofs", "nsfs", "binfmt_misc"})
 

@@ -189,6 +189,18 @@ class SmlocalHandle:
         return "\n".join(lines)
 
 
+def point_environment_at(patch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    """Sets ``env`` (a client environment) in this process through ``patch``, dropping what would override
+    it: other services' ``AWS_ENDPOINT_URL_*``, profiles and session tokens. ``patch.undo()`` restores."""
+    for key in list(os.environ):
+        if key.startswith("AWS_ENDPOINT_URL_") and key not in env:
+            patch.delenv(key)
+    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        patch.delenv(key, raising=False)
+    for key, value in env.items():
+        patch.setenv(key, value)
+
+
 # ---- hooks
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("smlocal", "smlocal SageMaker emulator")
@@ -280,13 +292,7 @@ def smlocal_env(smlocal: SmlocalHandle):
 
     patch = pytest.MonkeyPatch()
     env = smlocal.env
-    for key in list(os.environ):
-        if key.startswith("AWS_ENDPOINT_URL_") and key not in env:
-            patch.delenv(key)
-    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        patch.delenv(key, raising=False)
-    for key, value in env.items():
-        patch.setenv(key, value)
+    point_environment_at(patch, env)
     compat.install()
     try:
         yield env

@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from smlocal import compat, env as smenv
+from smlocal import compat
+from smlocal.pytest_plugin import point_environment_at
 from smlocal.config import load_settings
 
 # tests never borrow a developer's running `smlocal up` on the default port
@@ -45,10 +46,11 @@ def runtime_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def client_env(emulator):
     """Points every boto3 / SDK client created in this process at the emulator."""
-    previous = smenv.apply(emulator.client_env())
+    patch = pytest.MonkeyPatch()
+    point_environment_at(patch, emulator.client_env())
     compat.install()
     yield emulator.client_env()
-    smenv.restore(previous)
+    patch.undo()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ ROOT = Path(smlocal.__file__).parent
 # what each low layer must never import
 FORBIDDEN = {
     "smlocal.runtime": ("smlocal.service", "smlocal.server", "smlocal.cli", "smlocal.gateway", "smlocal.client",
-                        "smlocal.pytest_plugin", "smlocal.env", "smlocal.pipelines", "smlocal.workflows",
+                        "smlocal.pytest_plugin", "smlocal.pipelines", "smlocal.workflows",
                         "smlocal.promote"),
     "smlocal.auth": ("smlocal.",),
     "smlocal.config": ("smlocal.",),

@@ -193,7 +193,7 @@ class Gateway:
         if self.runtime is None:
             return _runtime_error(start_response, f"Endpoint {name} of account {self._account_id} not found.")
         status, out_headers, payload = self.runtime(name, headers, body)
-        start_response(_status_line(status), list(out_headers.items()) + [("Content-Length", str(len(payload)))])
+        start_response(boundary.status_line(status), list(out_headers.items()) + [("Content-Length", str(len(payload)))])
         return [payload]
 
     # ---- admin
@@ -294,7 +294,7 @@ def _declared_hash_holds(environ, declared: str, spool_limit: int = 8 << 20) -> 
 def _runtime_error(start_response, message: str, code: str = "ValidationError") -> Iterable[bytes]:
     """A SageMaker runtime error (REST-JSON: the code in ``x-amzn-ErrorType`` and ``__type``)."""
     payload = json.dumps({"__type": code, "message": message}).encode()
-    start_response(_status_line(400), [("Content-Type", "application/json"), ("x-amzn-ErrorType", code),
+    start_response(boundary.status_line(400), [("Content-Type", "application/json"), ("x-amzn-ErrorType", code),
                                        ("Content-Length", str(len(payload)))])
     return [payload]
 
@@ -308,14 +308,5 @@ def _json(start_response, status: int, payload: dict, request_id: str, error_typ
     ]
     if error_type:
         headers.append(("x-amzn-ErrorType", error_type))
-    start_response(_status_line(status), headers)
+    start_response(boundary.status_line(status), headers)
     return [data]
-
-
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 413: "Content Too Large", 415: "Unsupported Media Type",
-            424: "Failed Dependency", 500: "Internal Server Error", 501: "Not Implemented",
-            503: "Service Unavailable"}
-
-
-def _status_line(status: int) -> str:
-    return f"{status} {_REASONS.get(status, 'Error')}"

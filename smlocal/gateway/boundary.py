@@ -21,6 +21,7 @@ body to hash it, calling the verifier in :mod:`smlocal.auth`) and sends what is 
 from __future__ import annotations
 
 import hmac
+import http
 import ipaddress
 import json
 import re
@@ -312,11 +313,12 @@ def render(refusal: Refusal, protocol: str, request_id: str) -> tuple[str, list[
     return status_line(refusal.status), headers, body
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed"}
-
-
 def status_line(status: int) -> str:
-    return f"{status} {_REASONS.get(status, 'Error')}"
+    """The WSGI status line of an HTTP status code (``"403 Forbidden"``)."""
+    try:
+        return f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Error"
 
 
 def wsgi_headers(environ: dict[str, Any]) -> dict[str, str]:

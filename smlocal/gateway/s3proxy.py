@@ -58,10 +58,6 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "prox
                          "transfer-encoding", "upgrade", "content-length"})
 _RESPONSE_DROPPED = _HOP_BY_HOP | {"x-amz-content-sha256", "x-amz-date", "date", "server"}
 _CHECKABLE = {"crc32": "CRC32", "sha1": "SHA1", "sha256": "SHA256"}
-_REASONS = {200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request",
-            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 411: "Length Required",
-            412: "Precondition Failed", 416: "Requested Range Not Satisfiable", 501: "Not Implemented",
-            503: "Service Unavailable"}
 _MOTO_PATHS = ("/moto-api", "/latest/meta-data/", "/latest/api/")
 
 
@@ -383,7 +379,7 @@ class S3Proxy:
             status = 206  # rclone answers a ranged GET 200; AWS 206
         if status == 206:
             headers = [(k, v) for k, v in headers if not k.lower().startswith("x-amz-checksum-")]
-        start_response(_status_line(status), headers)
+        start_response(boundary.status_line(status), headers)
         return _Relay(upstream, self)
 
     def _send(self, method: str, path: str, query: list[tuple[str, str | None]], headers: dict[str, str],
@@ -446,7 +442,7 @@ class S3Proxy:
         if plan.error is not None:
             raise plan.error
         payload = plan.document.encode()
-        start_response(_status_line(200), [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),
+        start_response(boundary.status_line(200), [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),
                                            ("Content-Length", str(len(payload)))])
         return [b"" if request.method == "HEAD" else payload]
 
@@ -467,7 +463,7 @@ class S3Proxy:
             raise S3Error(400, "InvalidArgument", "The x-amz-copy-source-range value is not valid for the source "
                                                   "object.")
         if source.status not in (200, 206):
-            start_response(_status_line(source.status), _response_headers(source))
+            start_response(boundary.status_line(source.status), _response_headers(source))
             return _Relay(source, self)
         length = int(source.getheader("Content-Length") or "0")
         if copy_range and source.status == 200 and not source.getheader("Content-Range"):
@@ -483,7 +479,7 @@ class S3Proxy:
         finally:
             source.close()
         if part.status != 200:
-            start_response(_status_line(part.status), _response_headers(part))
+            start_response(boundary.status_line(part.status), _response_headers(part))
             return _Relay(part, self)
         etag = part.getheader("ETag") or ""
         part.read()
@@ -492,7 +488,7 @@ class S3Proxy:
         payload = ('<?xml version="1.0" encoding="UTF-8"?>\n<CopyPartResult '
                    'xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
                    f"<LastModified>{moment}</LastModified><ETag>{escape(etag)}</ETag></CopyPartResult>").encode()
-        start_response(_status_line(200), [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),
+        start_response(boundary.status_line(200), [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),
                                            ("Content-Length", str(len(payload)))])
         return [payload]
 
@@ -533,13 +529,9 @@ def _error(start_response, error: S3Error, resource: str, request_id: str, metho
     payload = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error>'
                f"<Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message>"
                f"<Resource>{escape(resource)}</Resource><RequestId>{request_id}</RequestId></Error>").encode()
-    start_response(_status_line(error.status), [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),
+    start_response(boundary.status_line(error.status), [("Content-Type", "application/xml"), ("x-amz-request-id", request_id),
                                                 ("Content-Length", str(len(payload)))])
     return [b"" if method == "HEAD" else payload]
-
-
-def _status_line(status: int) -> str:
-    return f"{status} {_REASONS.get(status, 'Error')}"
 
 
 __all__ = ["S3Proxy", "is_s3_request", "virtual_bucket", "decode_aws_chunked", "request_body"]

@@ -30,6 +30,13 @@ class ValidationError(ServiceError):
     status = 400
 
 
+class SerializationError(ServiceError):
+    """``SerializationException``: the body cannot be read or does not deserialize into the input shape."""
+
+    code = "SerializationException"
+    status = 400
+
+
 class ResourceNotFound(ServiceError):
     """``ResourceNotFound``: used by the operations whose model declares it (e.g. DescribePipeline)."""
 

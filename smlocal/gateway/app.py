@@ -32,7 +32,7 @@ from smlocal.errors import ServiceError, UnknownOperation
 from smlocal.gateway import boundary, s3proxy
 from smlocal.gateway.boundary import BoundaryPolicy
 from smlocal.service.validation import validate_input
-from smlocal.gateway.wire import (MAX_CONTROL_PLANE_BODY, BodyError, BodyTooLarge, moto_serves_target,
+from smlocal.gateway.wire import (MAX_CONTROL_PLANE_BODY, SerializationError, BodyTooLarge, moto_serves_target,
                                   parse_json_object, read_body)
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class Gateway:
         except BodyTooLarge as exc:
             return _runtime_error(start_response, "1 validation error detected: Value at 'body' failed to satisfy "
                                   f"constraint: Member must have length less than or equal to {exc.limit}")
-        except BodyError as exc:
+        except SerializationError as exc:
             return _runtime_error(start_response, exc.message)
         headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):
@@ -236,7 +236,7 @@ def _is_sagemaker_target(target: str) -> bool:
 
 
 def _read_body(environ) -> bytes:
-    """The body of a control-plane request (at most :data:`MAX_CONTROL_PLANE_BODY` bytes); raises ``BodyError``."""
+    """The body of a control-plane request (at most :data:`MAX_CONTROL_PLANE_BODY` bytes); raises ``SerializationError``."""
     return read_body(environ, MAX_CONTROL_PLANE_BODY)
 
 
@@ -250,7 +250,7 @@ def _peek_body(environ) -> bytes:
         body = _read_body(environ)
     except BodyTooLarge:
         return b""  # nothing was read
-    except BodyError:
+    except SerializationError:
         body = b""
     environ["wsgi.input"] = io.BytesIO(body)
     environ["CONTENT_LENGTH"] = str(len(body))

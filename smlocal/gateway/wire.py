@@ -24,10 +24,10 @@ import re
 import threading
 from typing import Any
 
-from smlocal.errors import ServiceError
+from smlocal.errors import SerializationError
 
 __all__ = [
-    "DEFAULT_REQUEST_TIMEOUT", "MAX_CONTROL_PLANE_BODY", "MAX_JSON_DEPTH", "TIMEOUT_ENV", "BodyError",
+    "DEFAULT_REQUEST_TIMEOUT", "MAX_CONTROL_PLANE_BODY", "MAX_JSON_DEPTH", "TIMEOUT_ENV", "SerializationError",
     "BodyTooLarge", "framing_problem", "framing_refusal", "moto_serves_target", "parse_json_object",
     "read_body", "request_timeout",
 ]
@@ -48,14 +48,7 @@ _CHUNK = 1024 * 1024
 _DIGITS = re.compile(r"[0-9]{1,18}")  # RFC 9110 ``1*DIGIT``; 18 digits keep it a sane int
 
 
-class BodyError(ServiceError):
-    """The request body cannot be read as sent (bad framing, short body, silent client)."""
-
-    code = "SerializationException"
-    status = 400
-
-
-class BodyTooLarge(BodyError):
+class BodyTooLarge(SerializationError):
     """The request body is larger than the operation accepts."""
 
     code = "RequestEntityTooLargeException"
@@ -120,7 +113,7 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     Raises:
         BodyTooLarge: the body is longer than ``limit`` (a ``Content-Length`` over it is refused
             before anything is read).
-        BodyError: the ``Content-Length`` is malformed, the client sent fewer bytes than it
+        SerializationError: the ``Content-Length`` is malformed, the client sent fewer bytes than it
             announced, or it stayed silent past the socket's read timeout.
     """
     if "smlocal.body" in environ:
@@ -134,7 +127,7 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
         raw = environ.get("CONTENT_LENGTH") or "0"
         length = _content_length(raw)
         if length is None:
-            raise BodyError(f"Invalid Content-Length header: {raw!r} is not a non-negative integer.")
+            raise SerializationError(f"Invalid Content-Length header: {raw!r} is not a non-negative integer.")
         if length > limit:
             raise BodyTooLarge(length, limit)
         body = _read(stream, length, exact=True)
@@ -153,11 +146,11 @@ def _read(stream, size: int, *, exact: bool) -> bytes:
             parts.append(chunk)
             got += len(chunk)
     except TimeoutError as exc:  # socket.timeout: the client went silent mid-body
-        raise BodyError(f"The request body was not received in time ({got} of {size} bytes).") from exc
+        raise SerializationError(f"The request body was not received in time ({got} of {size} bytes).") from exc
     except OSError as exc:  # the client reset the connection
-        raise BodyError(f"The request body was cut off ({got} of {size} bytes).") from exc
+        raise SerializationError(f"The request body was cut off ({got} of {size} bytes).") from exc
     if exact and got < size:
-        raise BodyError(f"The request body is shorter than its Content-Length ({got} of {size} bytes).")
+        raise SerializationError(f"The request body is shorter than its Content-Length ({got} of {size} bytes).")
     return b"".join(parts)
 
 
@@ -171,7 +164,7 @@ def parse_json_object(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str,
     """Decode an AWS JSON 1.1 request body into a dict (an empty body is ``{}``).
 
     Raises:
-        BodyError: (``SerializationException``) not JSON, not an object, or nested deeper than
+        SerializationError: (``SerializationException``) not JSON, not an object, or nested deeper than
             ``max_depth`` arrays/objects.
     """
     if not body.strip():
@@ -179,13 +172,13 @@ def parse_json_object(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str,
     try:
         value = json.loads(body, parse_constant=_no_constant)
     except RecursionError:
-        raise BodyError(f"Request body is nested deeper than {max_depth} levels.") from None
+        raise SerializationError(f"Request body is nested deeper than {max_depth} levels.") from None
     except ValueError as exc:  # includes UnicodeDecodeError and the 4300-digit integer limit
-        raise BodyError("Request body is not valid JSON") from exc
+        raise SerializationError("Request body is not valid JSON") from exc
     if not isinstance(value, dict):
-        raise BodyError("Request body must be a JSON object")
+        raise SerializationError("Request body must be a JSON object")
     if _deeper_than(value, max_depth):
-        raise BodyError(f"Request body is nested deeper than {max_depth} levels.")
+        raise SerializationError(f"Request body is nested deeper than {max_depth} levels.")
     return value
 
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from botocore.model import OperationModel, ServiceModel, Shape
 
-from smlocal.errors import ServiceError, ValidationError
+from smlocal.errors import SerializationError, ServiceError, ValidationError
 
 __all__ = ["MAX_REPORTED_ERRORS", "SerializationError", "java_regex_to_python", "validate_input"]
 
@@ -46,13 +46,6 @@ _NUMERIC = frozenset({"integer", "long", "float", "double"})
 _EPOCH_MIN, _EPOCH_MAX = -62135596800, 253402300799  # 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
 _BOOL_WORDS = {"true": True, "yes": True, "y": True, "t": True, "1": True,
                "false": False, "no": False, "n": False, "f": False, "0": False}
-
-
-class SerializationError(ServiceError):
-    """``SerializationException``: the body does not deserialize into the operation's input shape."""
-
-    code = "SerializationException"
-    status = 400
 
 
 def validate_input(operation: OperationModel, params: dict) -> None:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from smlocal.gateway.wire import (MAX_JSON_DEPTH, BodyError, BodyTooLarge, framing_problem, framing_refusal,
+from smlocal.gateway.wire import (MAX_JSON_DEPTH, SerializationError, BodyTooLarge, framing_problem, framing_refusal,
                                   moto_serves_target, parse_json_object, read_body, request_timeout)
 
 
@@ -55,9 +55,9 @@ def test_read_body_refuses_before_reading_when_the_length_is_over_the_limit():
 
 
 def test_read_body_of_a_short_or_malformed_body():
-    with pytest.raises(BodyError, match=r"shorter than its Content-Length \(2 of 9 bytes\)"):
+    with pytest.raises(SerializationError, match=r"shorter than its Content-Length \(2 of 9 bytes\)"):
         read_body(_environ(b"{}", "9"), 100)
-    with pytest.raises(BodyError, match="Invalid Content-Length"):
+    with pytest.raises(SerializationError, match="Invalid Content-Length"):
         read_body(_environ(b"{}", "-1"), 100)
 
 
@@ -71,14 +71,14 @@ def test_json_depth_limit():
     at_limit = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
     assert parse_json_object(f'{{"a":{at_limit[1:-1]}}}'.encode()) == {"a": json.loads(at_limit[1:-1])}
     for depth in (MAX_JSON_DEPTH + 1, 5000, 200_000):
-        with pytest.raises(BodyError, match="nested deeper than 100 levels"):
+        with pytest.raises(SerializationError, match="nested deeper than 100 levels"):
             parse_json_object(('{"a":' + "[" * depth + "]" * depth + "}").encode())
 
 
 @pytest.mark.parametrize("body", [b"[]", b"1", b'"x"', b"null", b"{", b'{"a": NaN}', b'{"a": -Infinity}',
                                   b"\xff", b'{"a": ' + b"1" * 5000 + b"}"])
 def test_bodies_that_are_no_json_object(body):
-    with pytest.raises(BodyError) as caught:
+    with pytest.raises(SerializationError) as caught:
         parse_json_object(body)
     assert caught.value.code == "SerializationException" and caught.value.status == 400
 

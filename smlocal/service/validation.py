@@ -31,7 +31,7 @@ from typing import Any
 
 from botocore.model import OperationModel, ServiceModel, Shape
 
-from smlocal.errors import SerializationError, ServiceError, ValidationError
+from smlocal.errors import SerializationError, ValidationError
 
 __all__ = ["MAX_REPORTED_ERRORS", "SerializationError", "java_regex_to_python", "validate_input"]
 

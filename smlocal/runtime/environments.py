@@ -42,6 +42,17 @@ def requirements_key(code_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def pip_environment(environ) -> dict[str, str]:
+    """The server's environment for pip, without smlocal's secrets or the developer's AWS keys.
+
+    pip runs outside the job sandbox and a requirement's build may run its own code: it keeps what
+    reaching an index needs (proxies, CA bundles, ``PIP_*``), never ``SMLOCAL_*`` or ``AWS_*``.
+    """
+    env = {k: v for k, v in environ.items() if not k.startswith(("SMLOCAL_", "AWS_"))}
+    env["PIP_NO_WARN_SCRIPT_LOCATION"] = "1"
+    return env
+
+
 def python_for_requirements(code_dir: Path, cache_root: Path, log: Callable[[str], None]) -> str:
     """The interpreter that has ``code_dir/requirements.txt`` installed (building it if new)."""
     key = requirements_key(code_dir)
@@ -66,7 +77,7 @@ def python_for_requirements(code_dir: Path, cache_root: Path, log: Callable[[str
                "--disable-pip-version-check", "--no-input", "-r", "requirements.txt"]
         log(" ".join(["python", "-m", "pip", "install", "-r", "requirements.txt"]))
         proc = subprocess.run(cmd, cwd=code_dir, capture_output=True, text=True,
-                              env={**os.environ, "PIP_NO_WARN_SCRIPT_LOCATION": "1"})
+                              env=pip_environment(os.environ))
         for line in (proc.stdout + proc.stderr).splitlines():
             log(line)
         if proc.returncode != 0:

@@ -92,3 +92,13 @@ def test_reading_a_job_file_refuses_links_and_fifos_without_blocking(tmp_path):
     os.unlink(tmp_path / "output" / "failure")
     (tmp_path / "output" / "failure").write_text("x" * 10)
     assert jobfiles.read_regular(tmp_path, "output/failure", 4) == (b"xxxx", True)
+
+
+def test_pip_runs_without_smlocals_secrets_or_the_developers_aws_keys():
+    from smlocal.runtime.environments import pip_environment
+
+    env = pip_environment({"PATH": "/usr/bin", "HTTPS_PROXY": "http://proxy:3128", "PIP_INDEX_URL": "https://i",
+                           "SMLOCAL_ADMIN_TOKEN": "t" * 32, "SMLOCAL_SECRET_ACCESS_KEY": "s",
+                           "AWS_SECRET_ACCESS_KEY": "k", "AWS_SESSION_TOKEN": "x"})
+    assert env == {"PATH": "/usr/bin", "HTTPS_PROXY": "http://proxy:3128", "PIP_INDEX_URL": "https://i",
+                   "PIP_NO_WARN_SCRIPT_LOCATION": "1"}

@@ -2,7 +2,9 @@
 
 Every SageMaker resource is one JSON document keyed by (kind, name). Describe calls read the cache
 (no SQL on the hot path); every change is written through to SQLite before the call returns, so a
-restarted server sees exactly what clients were last told.
+restarted server sees exactly what clients were last told. In the kinds whose names AWS matches
+regardless of case (:func:`smlocal.service.common.case_insensitive_kinds`) a name finds its document
+under any case; the document stays keyed by the name it was first stored under.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
+
+from smlocal.service.common import case_insensitive_kinds
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -61,8 +65,10 @@ class DataDirLock:
 class Store:
     """Thread-safe document store. Documents are plain JSON-able dicts."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, case_insensitive: Iterable[str] | None = None):
         self._lock = threading.RLock()
+        self._folded_kinds = frozenset(case_insensitive_kinds() if case_insensitive is None else case_insensitive)
+        self._folded: dict[str, dict[str, str]] = {}  # kind → lower-cased name → the name it is stored under
         self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -73,6 +79,7 @@ class Store:
             "SELECT kind, name, seq, data FROM records ORDER BY seq"
         ):
             self._cache.setdefault(kind, {})[name] = json.loads(data)
+            self._index(kind, name)
             self._seq = max(self._seq, seq)
 
     def close(self) -> None:
@@ -83,7 +90,7 @@ class Store:
         """Adds a new document; returns False (and changes nothing) if the name is taken."""
         with self._lock:
             bucket = self._cache.setdefault(kind, {})
-            if name in bucket:
+            if self._key(kind, name) in bucket:
                 return False
             self._write(kind, name, doc)
             return True
@@ -91,11 +98,12 @@ class Store:
     def put(self, kind: str, name: str, doc: dict[str, Any]) -> None:
         """Creates or replaces a document."""
         with self._lock:
-            self._write(kind, name, doc)
+            self._write(kind, self._key(kind, name), doc)
 
     def update(self, kind: str, name: str, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """Applies ``change`` to a copy of the document atomically and stores it; returns the copy."""
         with self._lock:
+            name = self._key(kind, name)
             doc = copy.deepcopy(self._cache[kind][name])
             change(doc)
             self._write(kind, name, doc)
@@ -104,17 +112,19 @@ class Store:
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         """A deep copy of the document, or None."""
         with self._lock:
-            doc = self._cache.get(kind, {}).get(name)
+            doc = self._cache.get(kind, {}).get(self._key(kind, name))
             return copy.deepcopy(doc) if doc is not None else None
 
     def exists(self, kind: str, name: str) -> bool:
         with self._lock:
-            return name in self._cache.get(kind, {})
+            return self._key(kind, name) in self._cache.get(kind, {})
 
     def delete(self, kind: str, name: str) -> bool:
         with self._lock:
+            name = self._key(kind, name)
             if self._cache.get(kind, {}).pop(name, None) is None:
                 return False
+            self._folded.get(kind, {}).pop(name.lower(), None)
             self._db.execute("DELETE FROM records WHERE kind=? AND name=?", (kind, name))
             self._db.commit()
             return True
@@ -132,6 +142,7 @@ class Store:
         """Forgets everything (used by reset)."""
         with self._lock:
             self._cache.clear()
+            self._folded.clear()
             self._db.execute("DELETE FROM records")
             self._db.commit()
 
@@ -144,3 +155,14 @@ class Store:
         )
         self._db.commit()
         self._cache.setdefault(kind, {})[name] = copy.deepcopy(doc)
+        self._index(kind, name)
+
+    def _key(self, kind: str, name: str) -> str:
+        """The name ``name``'s document is stored under (itself unless its kind ignores case)."""
+        if kind not in self._folded_kinds:
+            return name
+        return self._folded.get(kind, {}).get(name.lower(), name)
+
+    def _index(self, kind: str, name: str) -> None:
+        if kind in self._folded_kinds:
+            self._folded.setdefault(kind, {}).setdefault(name.lower(), name)

@@ -1,8 +1,11 @@
 """AddTags, ListTags, DeleteTags for every SageMaker resource smlocal keeps, and the ``Tags`` of Create calls.
 
-Tags live beside the records, keyed by the resource's ARN (lower case, as SageMaker ARNs are), so
-they outlive a restart with the rest of the state. AWS's rules: at most 50 tags per resource, keys
-starting with ``aws:`` are reserved, adding an existing key replaces its value.
+Tags live beside the records, keyed by the resource's ARN exactly as AWS spells it (lower-cased
+names in most families, a pipeline's name in its own case: :data:`smlocal.service.common.NAMING`),
+so they outlive a restart with the rest of the state. AWS's rules: at most 50 tags per resource,
+keys starting with ``aws:`` are reserved, adding an existing key replaces its value, and the ARN
+must be the resource's own: another spelling of it (e.g. a lower-cased job ARN with the name's
+case put back) is a resource that does not exist.
 """
 
 from __future__ import annotations
@@ -10,17 +13,14 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from smlocal.errors import ValidationError
-from smlocal.service.common import _offset, _token
+from smlocal.service.common import NAMING, _offset, _token
 from smlocal.service.store import Store
 
 KIND = "Tags"
 MAX_TAGS = 50
-# record kinds whose documents carry their resource's ARN (a member ending in "Arn" at the top level)
-TAGGABLE_KINDS = (
-    "TrainingJob", "ProcessingJob", "TransformJob", "HyperParameterTuningJob", "Model", "EndpointConfig",
-    "Endpoint", "Pipeline", "PipelineExecution", "ModelPackageGroup", "ModelPackage", "Experiment", "Trial",
-    "TrialComponent",
-)
+# record kinds whose documents carry their resource's ARN as "<kind>Arn" at the top level: every
+# named family, and pipeline executions (named only by their ARN, so not in NAMING)
+TAGGABLE_KINDS = (*(rule.kind for rule in NAMING), "PipelineExecution")
 
 
 class Tags:
@@ -46,7 +46,7 @@ class Tags:
             return
         arns = [v for k, v in response.items() if k.endswith("Arn") and isinstance(v, str)]
         if arns:
-            self._store.put(KIND, arns[0].lower(), {"Tags": _merge([], request.get("Tags") or [])})
+            self._store.put(KIND, arns[0], {"Tags": _merge([], request.get("Tags") or [])})
 
     # ---- operations
     def add(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -79,12 +79,12 @@ class Tags:
         return {}
 
     def _resource(self, arn: str) -> str:
-        """The lower-case ARN of an existing resource, else the ValidationException AWS answers."""
-        wanted = arn.lower()
+        """``arn`` when it is an existing resource's ARN (exactly, case included), else the
+        ValidationException AWS answers."""
         for kind in self._kinds:
             for doc in self._store.all(kind):
-                if any(k.endswith("Arn") and isinstance(v, str) and v.lower() == wanted for k, v in doc.items()):
-                    return wanted
+                if doc.get(f"{kind}Arn") == arn:
+                    return arn
         raise ValidationError(f"Resource {arn} does not exist.")
 
 

@@ -64,7 +64,7 @@ class ProcessingJobs(JobFamily):
                 "Job name must be unique within an AWS account and region, and a job with this name "
                 f"already exists ({arn})"
             )
-        self._scheduler.submit(f"{KIND}/{name}", lambda control: self._run(name, control))
+        self.submit(name)
         return {"ProcessingJobArn": arn}
 
     def describe(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -85,16 +85,13 @@ class ProcessingJobs(JobFamily):
             self._finish(name, ProcessingOutcome(status="Stopped"))
             return
         reporter = _Reporter(self._store, name, self._runtime.logs_client, self._runtime.log_journal)
-        outcome = None
         try:
             outcome = run_processing_job(job, self._runtime, reporter, control)
         finally:
             reporter.close()
-            if outcome is None:
-                outcome = ProcessingOutcome(failure_reason="InternalServerError: smlocal's runner crashed")
-            if self._stopped_by_shutdown(name, outcome.status):
-                outcome.status, outcome.failure_reason = "Failed", SHUTDOWN_REASON
-            self._finish(name, outcome)
+        if self._stopped_by_shutdown(name, outcome.status):
+            outcome.status, outcome.failure_reason = "Failed", SHUTDOWN_REASON
+        self._finish(name, outcome)
 
     def _finish(self, name: str, outcome: ProcessingOutcome) -> None:
         stamp = now()

@@ -69,7 +69,7 @@ class TrainingJobs(JobFamily):
                 "Training job names must be unique within an AWS account and region, and a training "
                 f"job with this name already exists ({arn})"
             )
-        self._scheduler.submit(f"{KIND}/{name}", lambda control: self._run(name, control))
+        self.submit(name)
         return {"TrainingJobArn": arn}
 
     def describe(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -92,20 +92,15 @@ class TrainingJobs(JobFamily):
         writer = LogStreamWriter(self._runtime.logs_client, LOG_GROUP, log_stream_name(name),
                                  journal=self._runtime.log_journal)
         reporter = _Reporter(self._store, name, writer)
-        outcome = None
         try:
             outcome = run_training_job(job, self._runtime, reporter, control)
         finally:
             writer.close()
-            if outcome is None:
-                self._finish(name, "Failed", "Failed", "InternalServerError: smlocal's runner crashed",
-                             None, [], None, None)
-            else:
-                if self._stopped_by_shutdown(name, outcome.status):
-                    outcome.status = outcome.secondary = "Failed"
-                    outcome.failure_reason = SHUTDOWN_REASON
-                self._finish(name, outcome.status, outcome.secondary, outcome.failure_reason,
-                             outcome.model_artifacts, outcome.metrics, outcome.started_at, outcome.ended_at)
+        if self._stopped_by_shutdown(name, outcome.status):
+            outcome.status = outcome.secondary = "Failed"
+            outcome.failure_reason = SHUTDOWN_REASON
+        self._finish(name, outcome.status, outcome.secondary, outcome.failure_reason,
+                     outcome.model_artifacts, outcome.metrics, outcome.started_at, outcome.ended_at)
 
     def _finish(self, name, status, secondary, reason, artifacts, metrics, started, ended) -> None:
         stamp = now()
@@ -136,7 +131,7 @@ class TrainingJobs(JobFamily):
             if d.get("TrainingStartTime"):
                 seconds = max(1, math.ceil((ended or stamp) - d["TrainingStartTime"]))
                 d["TrainingTimeInSeconds"] = seconds
-                d["BillableTimeInSeconds"] = seconds * int(d["ResourceConfig"].get("InstanceCount", 1))
+                d["BillableTimeInSeconds"] = seconds * int((d.get("ResourceConfig") or {}).get("InstanceCount", 1))
 
         self._store.update(KIND, name, change)
 

@@ -61,6 +61,10 @@ class ModelLookup(Protocol):
 
     def get(self, name: str) -> dict: ...
 
+    def serving(self, name: str) -> dict:
+        """The model with ``Containers`` set to the containers to run (model packages resolved)."""
+        ...
+
 
 class TransformJobs(JobFamily):
     """The transform-job family of operations."""
@@ -96,7 +100,7 @@ class TransformJobs(JobFamily):
         }
         if not self._store.insert(KIND, name, doc):
             raise _duplicate(arn)
-        self._scheduler.submit(f"{KIND}/{name}", lambda control: self._run(name, control))
+        self.submit(name)
         return {"TransformJobArn": arn}
 
     def describe(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -134,25 +138,20 @@ class TransformJobs(JobFamily):
         if control.stop.is_set():
             self._finish(name, TransformOutcome(status="Stopped"))
             return
-        outcome = None
-        logs = None
         try:
-            try:
-                model = self._models.get(job["ModelName"])
-            except ValidationError as exc:  # deleted between create and run
-                outcome = TransformOutcome(failure_reason=f"ClientError: {exc.message}")
-                return
-            logs = TransformLogs(lambda stream: LogStreamWriter(self._runtime.logs_client, LOG_GROUP, stream,
-                                                          journal=self._runtime.log_journal), name)
+            model = self._models.serving(job["ModelName"])
+        except ValidationError as exc:  # deleted between create and run
+            self._finish(name, TransformOutcome(failure_reason=f"ClientError: {exc.message}"))
+            return
+        logs = TransformLogs(lambda stream: LogStreamWriter(self._runtime.logs_client, LOG_GROUP, stream,
+                                                      journal=self._runtime.log_journal), name)
+        try:
             outcome = run_transform_job(job, model, self._runtime, logs, control, on_started=self._started(name))
         finally:
-            if logs is not None:
-                logs.close()
-            if outcome is None:
-                outcome = TransformOutcome(failure_reason="InternalServerError: smlocal's runner crashed")
-            if self._stopped_by_shutdown(name, outcome.status):
-                outcome.status, outcome.failure_reason = "Failed", SHUTDOWN_REASON
-            self._finish(name, outcome)
+            logs.close()
+        if self._stopped_by_shutdown(name, outcome.status):
+            outcome.status, outcome.failure_reason = "Failed", SHUTDOWN_REASON
+        self._finish(name, outcome)
 
     def _started(self, name: str):
         def mark(stamp: float) -> None:

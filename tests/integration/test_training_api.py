@@ -172,6 +172,18 @@ def test_max_runtime_stops_the_job(sm, s3, bucket):
         "Training job runtime exceeded MaxRuntimeInSeconds provided"
 
 
+def test_a_job_without_resource_config_runs_to_its_end(sm, s3, bucket):
+    """ResourceConfig is optional in the botocore model: such a job runs on one host and ends."""
+    code = upload_sourcedir(s3, bucket, {"train.py": "print('trained')\n"})
+    name = unique("noresources")
+    request = script_job(name, bucket, code)
+    del request["ResourceConfig"]
+    sm.create_training_job(**request)
+    job = wait_for(sm, name)
+    assert (job["TrainingJobStatus"], job.get("FailureReason")) == ("Completed", None)
+    assert job["BillableTimeInSeconds"] == job["TrainingTimeInSeconds"] >= 1
+
+
 def test_script_error_becomes_failure_reason(sm, s3, bucket):
     code = upload_sourcedir(s3, bucket, {"train.py": "raise ValueError('boom: bad data')\n"})
     name = unique("fail")

@@ -6,7 +6,6 @@ Nothing here performs I/O; the executor injects it through
 
 from smlocal.pipelines.conditions import (
     condition_metadata,
-    condition_outcome,
     evaluate_condition,
     evaluate_conditions,
 )
@@ -42,7 +41,6 @@ __all__ = [
     "StepDefinition",
     "branch_owner",
     "condition_metadata",
-    "condition_outcome",
     "dependencies",
     "evaluate",
     "evaluate_condition",

@@ -31,19 +31,20 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from smlocal.errors import ValidationError
-from smlocal.pipelines.expressions import EvaluationContext, ExpressionError, evaluate
+from smlocal.pipelines.expressions import EvaluationContext, ExpressionError, evaluate, expression_kind
 
 __all__ = [
     "COMPARISON_TYPES",
     "CONDITION_TYPES",
     "condition_metadata",
-    "condition_outcome",
+    "describe_operand",
     "evaluate_condition",
     "evaluate_conditions",
+    "iter_comparisons",
     "validate_conditions",
     "values_equal",
 ]
@@ -83,11 +84,27 @@ def validate_conditions(conditions: Any, where: str = "Conditions") -> None:
     """
     if not isinstance(conditions, list):
         raise _problem(f"{where} must be a list of conditions.")
-    for index, condition in enumerate(conditions):
-        _validate_condition(condition, f"{where}[{index}]")
+    for condition, at in _walk(conditions, where):
+        _validate_condition(condition, at)
+
+
+def _walk(conditions: Any, where: str) -> Iterator[tuple[Any, str]]:
+    """Every condition of a list, through ``Not`` and ``Or``, with its location; a parent before its members."""
+    for index, condition in enumerate(conditions if isinstance(conditions, list) else ()):
+        yield from _walk_one(condition, f"{where}[{index}]")
+
+
+def _walk_one(condition: Any, where: str) -> Iterator[tuple[Any, str]]:
+    yield condition, where
+    if isinstance(condition, Mapping):
+        if condition.get("Type") == "Not" and "Condition" in condition:
+            yield from _walk_one(condition["Condition"], f"{where}.Condition")
+        elif condition.get("Type") == "Or":
+            yield from _walk(condition.get("Conditions"), f"{where}.Conditions")
 
 
 def _validate_condition(condition: Any, where: str) -> None:
+    """Check one condition's own members (:func:`_walk` reaches the ones inside it)."""
     if not isinstance(condition, Mapping):
         raise _problem(f"{where} must be an object.")
     kind = condition.get("Type")
@@ -104,10 +121,30 @@ def _validate_condition(condition: Any, where: str) -> None:
             raise _problem(f"{where}: condition of Type {kind} requires '{key}'.")
     if kind == "In" and not isinstance(condition["Values"], list):
         raise _problem(f"{where}: 'Values' of an In condition must be a list.")
-    if kind == "Not":
-        _validate_condition(condition["Condition"], f"{where}.Condition")
-    if kind == "Or":
-        validate_conditions(condition["Conditions"], f"{where}.Conditions")
+    if kind == "Or" and not isinstance(condition["Conditions"], list):
+        raise _problem(f"{where}.Conditions must be a list of conditions.")
+
+
+def iter_comparisons(conditions: Any) -> Iterator[tuple[str, Any, Any]]:
+    """Every comparison in a list of conditions, through ``Not`` and ``Or``, as ``(Type, left, right)``.
+
+    An ``In`` yields one comparison of its ``QueryValue`` per member of ``Values``. Malformed
+    members are passed over (:func:`validate_conditions` reports them).
+
+    Args:
+        conditions: A ``Conditions`` list.
+
+    Yields:
+        The comparison's ``Type`` and its two operands, unevaluated.
+    """
+    for condition, _ in _walk(conditions, "Conditions"):
+        kind = condition.get("Type") if isinstance(condition, Mapping) else None
+        if kind in COMPARISON_TYPES:
+            yield kind, condition.get("LeftValue"), condition.get("RightValue")
+        elif kind == "In":
+            values = condition.get("Values")
+            for value in values if isinstance(values, list) else ():
+                yield kind, condition.get("QueryValue"), value
 
 
 def _as_number(value: Any) -> int | float | None:
@@ -166,18 +203,26 @@ def _order(kind: str, left: Any, right: Any) -> bool:
     if isinstance(left, str) and isinstance(right, str):
         return compare(left, right)
     raise ExpressionError(
-        f"Condition of type {kind} is not supported between {_describe(left)} "
-        f"and {_describe(right)}."
+        f"Condition of type {kind} is not supported between {describe_operand(left)} "
+        f"and {describe_operand(right)}."
     )
 
 
-def _describe(value: Any) -> str:
-    kind = {bool: "Boolean", int: "Integer", float: "Float", str: "String"}.get(type(value))
-    if value is None:
-        return "null"
+def describe_operand(value: Any, kind: str | None = None) -> str:
+    """An operand as comparison errors show it, at CreatePipeline and at run time alike.
+
+    Args:
+        value: The operand: a ``Get`` (shown as its path) or a value.
+        kind: Its type name (``String``, ``Integer``...); when ``None``, the value's own.
+
+    Returns:
+        ``[<value>] of type <kind>``, e.g. ``[Parameters.Flag] of type Boolean``, ``[1] of type Integer``.
+    """
     if kind is None:
-        kind = "List" if isinstance(value, list) else "Object"
-    return f"[{value!r}] of type {kind}"
+        kind = {bool: "Boolean", int: "Integer", float: "Float", str: "String", type(None): "Null",
+                list: "List"}.get(type(value), "Object")
+    shown = value["Get"] if expression_kind(value) == "Get" else value
+    return f"[{shown}] of type {kind}"
 
 
 def evaluate_condition(condition: Mapping[str, Any], ctx: EvaluationContext) -> bool:
@@ -239,20 +284,11 @@ def evaluate_conditions(conditions: Sequence[Mapping[str, Any]], ctx: Evaluation
     return all(evaluate_condition(condition, ctx) for condition in conditions)
 
 
-def condition_outcome(result: bool) -> str:
-    """The ``ConditionOutcome`` enum value (``"True"``/``"False"``) for a result.
-
-    Args:
-        result: The evaluated outcome.
-
-    Returns:
-        ``"True"`` or ``"False"``; also the value of the step property ``Steps.<name>.Outcome``.
-    """
-    return "True" if result else "False"
-
-
 def condition_metadata(result: bool) -> dict[str, dict[str, str]]:
     """The step ``Metadata`` that ListPipelineExecutionSteps reports for a Condition step.
+
+    The botocore model types ``ConditionStepMetadata.Outcome`` as the enum ``ConditionOutcome``
+    (``True`` | ``False``), so the metadata keeps those strings.
 
     Args:
         result: The evaluated outcome.
@@ -260,4 +296,4 @@ def condition_metadata(result: bool) -> dict[str, dict[str, str]]:
     Returns:
         ``{"Condition": {"Outcome": "True"|"False"}}``.
     """
-    return {"Condition": {"Outcome": condition_outcome(result)}}
+    return {"Condition": {"Outcome": "True" if result else "False"}}

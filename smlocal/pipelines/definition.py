@@ -3,7 +3,9 @@
 :func:`parse_definition` turns a ``PipelineDefinition`` JSON into frozen dataclasses (step
 ``Arguments`` stay raw) and raises :class:`smlocal.errors.ValidationError` for what CreatePipeline
 rejects: bad JSON, duplicate names, unknown step/condition types, references to steps,
-parameters, property files or variables that do not exist, cycles, mistyped defaults. Steps in a
+parameters, property files or variables that do not exist, cycles, mistyped defaults, and (via
+:mod:`smlocal.pipelines.validation`) unknown step properties, DependsOn on a FailStep, step names
+against their pattern, a wrong ``Version`` and incomparable condition operands. Steps in a
 Condition step's ``IfSteps``/``ElseSteps`` are pipeline steps too (one namespace); see
 :func:`branch_owner`. :func:`resolve_parameters` applies StartPipelineExecution parameters.
 """
@@ -19,8 +21,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from smlocal.errors import ValidationError
-from smlocal.pipelines.conditions import validate_conditions
 from smlocal.pipelines import expressions as ex
+from smlocal.pipelines import validation
+from smlocal.pipelines.conditions import validate_conditions
 
 __all__ = [
     "PARAMETER_TYPES", "STEP_TYPES", "CacheConfig", "ParameterDefinition", "PipelineDefinition",
@@ -43,11 +46,11 @@ RETRY_EXCEPTION_TYPES = frozenset(
         "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT", "Emr.RESOURCE_LIMIT",
     }
 )  # fmt: skip
+# MlflowConfig: SDK v3 (sagemaker.mlops Pipeline.definition) always writes it, null without MLflow tracking
 _TOP_LEVEL_KEYS = frozenset(
-    {"Version", "Metadata", "Parameters", "PipelineExperimentConfig", "Steps"}
+    {"Version", "Metadata", "Parameters", "PipelineExperimentConfig", "MlflowConfig", "Steps"}
 )
 _PARAMETER_KEYS = frozenset({"Name", "Type", "DefaultValue", "EnumValues", "Description"})
-_NAME_RE = re.compile(r"[A-Za-z0-9\-_]{1,256}")
 _INT_RE = re.compile(r"[+-]?\d+")
 _FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _MAX_PARAMETER_VALUE = 1024
@@ -203,7 +206,7 @@ def _parse_parameter(raw: Any, seen: set[str]) -> ParameterDefinition:
         if key not in _PARAMETER_KEYS:
             raise _invalid(f"Cannot parse object, unknown property '{key}'.")
     name, kind = raw.get("Name"), raw.get("Type", "String")
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+    if not validation.is_parameter_name(name):
         raise _invalid(f"Invalid parameter name {name!r}.")
     if name in seen:
         raise _invalid(f"Duplicate parameter name '{name}'.")
@@ -291,6 +294,7 @@ def _parse_step(raw: Any, seen: set[str]) -> StepDefinition:
     name, kind, arguments = raw.get("Name"), raw.get("Type"), raw.get("Arguments")
     if not isinstance(name, str) or not name:
         raise _invalid(f"Invalid step name {name!r}.")
+    validation.check_step_name(name)
     if name in seen:
         raise _invalid(f"Step names must be unique; '{name}' is used more than once.")
     seen.add(name)
@@ -376,6 +380,7 @@ def parse_definition(source: str | bytes | Mapping[str, Any]) -> PipelineDefinit
     seen_steps: set[str] = set()
     steps = tuple(_parse_step(s, seen_steps) for s in raw_steps)
     version = document.get("Version")
+    validation.check_version(version)
     definition = PipelineDefinition(version, metadata, parameters, steps, experiment)
     _validate_references(definition)
     _check_acyclic(definition)
@@ -391,6 +396,7 @@ def _validate_references(definition: PipelineDefinition) -> None:
         for target in step.depends_on:
             if target not in steps:
                 raise _invalid(f"Step '{step.name}' DependsOn '{target}', which does not exist.")
+            validation.check_depends_on(step.name, target, steps[target].type)
     for where, content in places:
         for kind, body in ex.iter_expressions(content):
             if kind == "Get":
@@ -399,6 +405,11 @@ def _validate_references(definition: PipelineDefinition) -> None:
                 _validate_function(kind, body, where, steps, parameters)
             else:
                 raise _invalid(f"Unknown function '{kind}' in {where}.")
+    parameter_types = {p.name: p.type for p in definition.parameters}
+    step_types = {name: step.type for name, step in steps.items()}
+    for step in steps.values():
+        if step.type == "Condition":
+            validation.check_condition_operands(step.name, list(step.conditions), parameter_types, step_types)
 
 
 def _validate_function(kind: str, body: Any, where: str, steps: dict, parameters: set) -> None:
@@ -440,6 +451,8 @@ def _validate_get(text: Any, where: str, steps: dict, parameters: set) -> None:
     elif ref.scope == "Steps" and ref.path[:1] == (("attr", "PropertyFiles"),):
         if ref.property_file is None or steps[ref.name].property_file(ref.property_file) is None:
             problem = f"a property file that step '{ref.name}' does not define"
+    elif ref.scope == "Steps":
+        problem = validation.property_problem(ref.name, steps[ref.name].type, ref.path)
     if problem:
         raise _invalid(f"'{text}' in {where} references {problem}.")
 

@@ -88,6 +88,18 @@ def fingerprint(step_type: str, arguments: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _stored_properties(step: StepDefinition, record: Mapping[str, Any]) -> dict:
+    """The properties of a reused step record (a retried or a selective execution's source).
+
+    A Condition step's ``Outcome`` is a JSON boolean; records stored by smlocal before it was
+    hold the strings ``"True"``/``"False"``, read here once as the booleans they stand for.
+    """
+    properties = dict(record.get("_Properties") or {})
+    if step.type == "Condition" and properties.get("Outcome") in ("True", "False"):
+        properties["Outcome"] = properties["Outcome"] == "True"
+    return properties
+
+
 class ExecutionRun:
     """One run (or retry) of a pipeline execution, on its own thread."""
 
@@ -131,7 +143,7 @@ class ExecutionRun:
         for name, record in (reuse or {}).items():
             if name in self.steps:
                 self.state[name] = "succeeded"
-                self.properties[name] = record.get("_Properties") or {}
+                self.properties[name] = _stored_properties(self.steps[name], record)
         self.stop_event = threading.Event()
         self.abort_reason: str | None = None
         self._files: dict[tuple[str, str], Any] = {}
@@ -222,7 +234,8 @@ class ExecutionRun:
                 waiting = True
                 continue
             if owner and dep == owner[0]:
-                taken = "if" if self.properties.get(dep, {}).get("Outcome") == "True" else "else"
+                outcome = self.properties.get(dep, {}).get("Outcome")
+                taken = "if" if outcome is True else "else"
                 if taken != owner[1]:
                     return "skip"
         if waiting:

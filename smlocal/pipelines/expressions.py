@@ -14,9 +14,12 @@ A dict is an expression only when its single key is ``Get`` or starts with ``Std
 dict is plain data and is walked recursively. This module is pure: the I/O the expressions need
 (step properties, property files, S3 objects) is injected through :class:`EvaluationContext`.
 
-Rendering choices where AWS behaviour is not documented (see :func:`render_string`): booleans
-render as ``true``/``false``, integers as decimal digits, floats with Python's shortest
-round-trip ``repr`` (``6.0``, ``0.25``), datetimes as ISO-8601 UTC with milliseconds.
+Rendering (see :func:`render_string`): booleans render as ``true``/``false`` (AWS: a Join of a
+ConditionStep's ``Outcome`` reads ``...: false`` in the SDK's integration test
+``test_two_step_fail_pipeline_with_join_fn``; a Condition step's ``Outcome`` property is a JSON
+boolean). Choices where AWS behaviour is not documented: integers as decimal digits, floats with
+Python's shortest round-trip ``repr`` (``6.0``, ``0.25``), datetimes as ISO-8601 UTC with
+milliseconds.
 """
 
 from __future__ import annotations

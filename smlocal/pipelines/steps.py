@@ -20,15 +20,16 @@ import time
 from typing import Any, Callable, Mapping, Protocol
 
 from smlocal.errors import ServiceError
-from smlocal.pipelines.conditions import condition_metadata, condition_outcome, evaluate_conditions
+from smlocal.pipelines.conditions import condition_metadata, evaluate_conditions
 from smlocal.pipelines.definition import StepDefinition
 from smlocal.pipelines.expressions import EvaluationContext, ExpressionError, render_string
+from smlocal.runtime.remote_function import is_function_job
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "CACHEABLE_KEYS", "JOB_KINDS", "STEP_EXECUTORS", "CallbackBox", "JobKind", "StepFailed",
-    "StepOutcome", "StepRun", "StepServices", "generated_name", "random_token",
+    "StepOutcome", "StepRun", "StepServices", "function_step_failure", "generated_name", "random_token",
 ]  # fmt: skip
 
 FAILURE_REASON_MAX = 1024
@@ -246,8 +247,28 @@ def run_job(run: StepRun) -> StepOutcome:
     outcome = StepOutcome(_TERMINAL[status], metadata=metadata, properties=described)
     if status == "Failed":
         reason = described.get("FailureReason") or f"{kind.metadata_key} {run.resource_name} failed."
-        outcome.failure_reason, outcome.failure_type = reason[:FAILURE_REASON_MAX], _job_failure_type(reason)
+        outcome.failure_type = _job_failure_type(reason)
+        if run.step.type == "Training" and is_function_job(run.arguments.get("AlgorithmSpecification")):
+            reason = function_step_failure(reason)
+        outcome.failure_reason = reason[:FAILURE_REASON_MAX]
     return outcome
+
+
+def function_step_failure(job_reason: str) -> str:
+    """A failed ``@step`` function's FailureReason from its training job's.
+
+    AWS words it ``ClientError: AlgorithmError: <the job's failure>``, the failure being what the
+    SDK's job driver wrote, the function's exception ``repr``: sagemaker-python-sdk's
+    tests/integ/sagemaker/workflow/test_step_decorator.py
+    (``test_with_user_and_workdir_set_in_the_image_client_error_case``) checks
+    ``ClientError: AlgorithmError: RuntimeError('...')``. No AWS source shows that prefix on an
+    ordinary Training/Processing step's job failure, so those keep the job's FailureReason.
+    Service-side failures keep their text.
+    """
+    if job_reason.startswith(("ClientError", "InternalServerError", "CapacityError")):
+        return job_reason
+    body = job_reason if job_reason.startswith("AlgorithmError") else f"AlgorithmError: {job_reason}"
+    return f"ClientError: {body}"
 
 
 def _tuning_jobs(run: StepRun, described: dict) -> dict:
@@ -294,13 +315,19 @@ def run_register_model(run: StepRun) -> StepOutcome:
 
 
 def run_condition(run: StepRun) -> StepOutcome:
-    """Evaluate the conditions; ``Outcome`` is the step's property and its Metadata."""
+    """Evaluate the conditions; ``Outcome`` is the step's property and its Metadata.
+
+    The property is a JSON boolean, rendered ``true``/``false`` where it becomes a string
+    (``Std:Join``): the SDK's integration test ``test_two_step_fail_pipeline_with_join_fn``
+    expects ``"Failed due to xxx == yyy returns: false"``. The Metadata keeps the API's
+    ``ConditionOutcome`` enum strings (:func:`condition_metadata`).
+    """
     try:
         result = evaluate_conditions(run.step.conditions, run.eval_ctx)
     except ExpressionError as exc:
         raise StepFailed(str(exc)) from exc
     return StepOutcome("Succeeded", metadata=condition_metadata(result),
-                       properties={"Outcome": condition_outcome(result)})
+                       properties={"Outcome": bool(result)})
 
 
 def run_fail(run: StepRun) -> StepOutcome:

@@ -9,9 +9,7 @@ inside, newest attempt of each).
 
 from __future__ import annotations
 
-import copy
 import logging
-import re
 import secrets
 import string
 import threading
@@ -22,20 +20,25 @@ import botocore.session
 
 from smlocal.errors import ConflictError, ResourceNotFound, ServiceError, ValidationError
 from smlocal.service.validation import validate_input
-from smlocal.pipelines.definition import PipelineDefinition, dependencies, parse_definition, resolve_parameters
+from smlocal.pipelines.definition import PipelineDefinition, parse_definition, resolve_parameters
 from smlocal.pipelines.executor import DEFAULT_MAX_PARALLEL, ExecutionInfo, ExecutionRun, execution_variables
 from smlocal.pipelines.expressions import EvaluationContext, ExpressionError, evaluate, render_string
 from smlocal.pipelines.steps import CallbackBox, StepServices
-from smlocal.service.common import Account, list_page, now, pick
+from smlocal.service import pipeline_versions as versions
+from smlocal.service.common import Account, list_page, naming, now, pick
 from smlocal.service.pipeline_records import ExecutionRecorder, coerce_to_shape, public
+from smlocal.service.pipeline_selective import plan as selective_plan
 from smlocal.service.store import Store
 
 log = logging.getLogger(__name__)
 
-PIPELINE, EXECUTION, TOKEN, START = "Pipeline", "PipelineExecution", "PipelineCallbackToken", "PipelineStartToken"
+PIPELINE, EXECUTION, TOKEN = "Pipeline", "PipelineExecution", "PipelineCallbackToken"
+START, STOP = "PipelineStartToken", "PipelineStopToken"  # ClientRequestToken → the answer given to it
+#: AWS's answer to StopPipelineExecution on an execution that is not Executing (the Airflow amazon
+#: provider's SageMakerHook.stop_pipeline matches on this text).
+NOT_EXECUTING = "Only pipelines with 'Executing' status can be stopped"
 SHUTDOWN_REASON = "InternalServerError: the smlocal server shut down while this pipeline execution was running."
 RECOVERED_REASON = "InternalServerError: the smlocal server stopped while this pipeline execution was running."
-_PIPELINE_ARN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[^:]*:\d{12}:pipeline/([^/]+)$")
 _ID_CHARS = string.ascii_lowercase + string.digits
 _PIPELINE_SUMMARY = ("PipelineArn", "PipelineName", "PipelineDisplayName", "PipelineDescription", "RoleArn",
                      "CreationTime", "LastModifiedTime", "LastExecutionTime")
@@ -63,6 +66,7 @@ class Pipelines:
         return {
             "CreatePipeline": self.create, "UpdatePipeline": self.update, "DescribePipeline": self.describe,
             "DeletePipeline": self.delete, "ListPipelines": self.list,
+            "ListPipelineVersions": self.list_versions, "UpdatePipelineVersion": self.update_version,
             "StartPipelineExecution": self.start_execution, "DescribePipelineExecution": self.describe_execution,
             "ListPipelineExecutions": self.list_executions, "ListPipelineExecutionSteps": self.list_steps,
             "DescribePipelineDefinitionForExecution": self.describe_definition_for_execution,
@@ -132,9 +136,9 @@ class Pipelines:
             "PipelineDefinition": text, "PipelineDescription": request.get("PipelineDescription"),
             "RoleArn": request["RoleArn"], "PipelineStatus": "Active", "CreationTime": stamp,
             "LastModifiedTime": stamp, "ParallelismConfiguration": request.get("ParallelismConfiguration"),
-            "_VersionId": 1, "_Versions": {"1": text}, "_Tags": request.get("Tags") or [],
+            "_VersionId": 1, "_Versions": versions.first_version(text, stamp), "_Tags": request.get("Tags") or [],
         }  # fmt: skip
-        if not self._store.insert(PIPELINE, name.lower(), {k: v for k, v in doc.items() if v is not None}):
+        if not self._store.insert(PIPELINE, name, {k: v for k, v in doc.items() if v is not None}):
             raise ValidationError(f"Pipeline names must be unique within an AWS account and region. "
                                   f"Pipeline with name ({name}) already exists.")
         return {"PipelineArn": arn}
@@ -154,9 +158,8 @@ class Pipelines:
         return text
 
     def _pipeline(self, value: str) -> dict:
-        match = _PIPELINE_ARN.match(value)
-        name = match.group(1) if match else value
-        doc = self._store.get(PIPELINE, name.lower())
+        name = naming(PIPELINE).name_of(value)  # a name (any case) or the pipeline's ARN
+        doc = self._store.get(PIPELINE, name)
         if doc is None:
             raise ResourceNotFound(f"Pipeline '{self._account.arn('pipeline', name)}' does not exist.")
         return doc
@@ -171,27 +174,50 @@ class Pipelines:
             for key in ("PipelineDisplayName", "PipelineDescription", "RoleArn", "ParallelismConfiguration"):
                 if request.get(key) is not None:
                     d[key] = request[key]
+            stamp = now()
+            # every update is a new version; one without a definition keeps the latest definition
             if text is not None:
-                d["_VersionId"] += 1
-                d["_Versions"][str(d["_VersionId"])] = text
                 d["PipelineDefinition"] = text
-            d["LastModifiedTime"] = now()
+            versions.add_version(d, d["PipelineDefinition"], stamp)
+            d["LastModifiedTime"] = stamp
 
-        updated = self._store.update(PIPELINE, doc["PipelineName"].lower(), change)
+        updated = self._store.update(PIPELINE, doc["PipelineName"], change)
         return {"PipelineArn": doc["PipelineArn"], "PipelineVersionId": updated["_VersionId"]}
 
     def describe(self, request: dict[str, Any]) -> dict[str, Any]:
         doc = self._pipeline(request["PipelineName"])
-        version = request.get("PipelineVersionId")
-        if version is not None:
-            if str(version) not in doc["_Versions"]:
-                raise ResourceNotFound(f"Pipeline version {version} of '{doc['PipelineArn']}' does not exist.")
-            doc["PipelineDefinition"] = doc["_Versions"][str(version)]
-        return public(doc)
+        _, record = versions.version(doc, request.get("PipelineVersionId"))
+        return {**public(doc), **versions.describe_fields(record)}
+
+    def list_versions(self, request: dict[str, Any]) -> dict[str, Any]:
+        doc = self._pipeline(request["PipelineName"])
+        query = {**request, "SortBy": "CreationTime", "CreationTimeAfter": request.get("CreatedAfter"),
+                 "CreationTimeBefore": request.get("CreatedBefore")}
+        page, token = list_page(versions.summaries(doc), query, name_key="PipelineArn",
+                                sort_keys={"CreationTime": "PipelineVersionId"})
+        result: dict[str, Any] = {"PipelineVersionSummaries": page}
+        if token:
+            result["NextToken"] = token
+        return result
+
+    def update_version(self, request: dict[str, Any]) -> dict[str, Any]:
+        doc = self._pipeline(request["PipelineArn"])
+        version_id, _ = versions.version(doc, request["PipelineVersionId"])
+
+        def change(d: dict) -> None:
+            versions.migrate(d)
+            record = d["_Versions"][str(version_id)]
+            for key in ("PipelineVersionDisplayName", "PipelineVersionDescription"):
+                if request.get(key) is not None:
+                    record[key] = request[key]
+            record["LastModifiedTime"] = now()
+
+        self._store.update(PIPELINE, doc["PipelineName"], change)
+        return {"PipelineArn": doc["PipelineArn"], "PipelineVersionId": version_id}
 
     def delete(self, request: dict[str, Any]) -> dict[str, Any]:
         doc = self._pipeline(request["PipelineName"])
-        self._store.delete(PIPELINE, doc["PipelineName"].lower())
+        self._store.delete(PIPELINE, doc["PipelineName"])
         return {"PipelineArn": doc["PipelineArn"]}
 
     def list(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -217,10 +243,8 @@ class Pipelines:
             earlier = self._store.get(START, idempotency)
             if earlier is not None:
                 return {"PipelineExecutionArn": earlier["PipelineExecutionArn"]}
-        version = request.get("PipelineVersionId") or pipeline["_VersionId"]
-        text = pipeline["_Versions"].get(str(version))
-        if text is None:
-            raise ResourceNotFound(f"Pipeline version {version} of '{pipeline['PipelineArn']}' does not exist.")
+        version, record = versions.version(pipeline, request.get("PipelineVersionId"))
+        text = record["PipelineDefinition"]
         definition = parse_definition(text)
         values = resolve_parameters(definition, request.get("PipelineParameters"))
         execution_id = "".join(secrets.choice(_ID_CHARS) for _ in range(12))
@@ -246,7 +270,13 @@ class Pipelines:
         self._store.insert(EXECUTION, arn, {k: v for k, v in doc.items() if v is not None})
         if request.get("ClientRequestToken"):
             self._store.put(START, idempotency, {"PipelineExecutionArn": arn})
-        self._store.update(PIPELINE, pipeline["PipelineName"].lower(), lambda d: d.update(LastRunTime=stamp))
+
+        def ran(d: dict) -> None:
+            versions.migrate(d)
+            d["LastRunTime"] = stamp
+            d["_Versions"][str(version)]["LastExecutionPipelineExecutionArn"] = arn
+
+        self._store.update(PIPELINE, pipeline["PipelineName"], ran)
         max_parallel = (parallelism or {}).get("MaxParallelExecutionSteps") or DEFAULT_MAX_PARALLEL
         self._launch(definition, info, values, max_parallel, reuse=reuse, only=only)
         return {"PipelineExecutionArn": arn}
@@ -262,33 +292,13 @@ class Pipelines:
         return {k: render_string(v) for k, v in config.items() if v is not None}
 
     def _selective(self, config: dict | None, pipeline: dict, definition: PipelineDefinition):
+        """(steps reused, steps allowed to run, config to record) of a SelectiveExecutionConfig."""
         if not config:
             return {}, None, None
         source_arn = config.get("SourcePipelineExecutionArn")
         source = self._store.get(EXECUTION, source_arn) if source_arn else None
-        if source is None or source["PipelineArn"] != pipeline["PipelineArn"]:
-            raise ValidationError(f"SourcePipelineExecutionArn {source_arn} is not an execution of "
-                                  f"{pipeline['PipelineArn']}.")
-        names = {step.name for step in definition.all_steps()}
-        selected = {item["StepName"] for item in config["SelectedSteps"]}
-        unknown = sorted(selected - names)
-        if unknown:
-            raise ValidationError(f"Selected steps {unknown} are not steps of the pipeline.")
-        graph = dependencies(definition, include_branch_owner=True)
-        needed, stack = set(), [dep for name in selected for dep in graph[name]]
-        while stack:
-            name = stack.pop()
-            if name not in selected and name not in needed:
-                needed.add(name)
-                stack.extend(graph[name])
-        reuse = {}
-        for name in sorted(needed):
-            record = source["_Steps"].get(name)
-            if record is None or record["StepStatus"] != "Succeeded":
-                raise ValidationError(f"Step {name}, which the selected steps depend on, did not succeed in "
-                                      f"the source execution {source_arn}.")
-            reuse[name] = {**record, "SelectiveExecutionResult": {"SourcePipelineExecutionArn": source_arn}}
-        return reuse, selected, copy.deepcopy(config)
+        chosen = selective_plan(config, pipeline["PipelineArn"], definition, source)
+        return chosen.reuse, set(chosen.selected), chosen.config
 
     def _launch(self, definition, info: ExecutionInfo, values: dict, max_parallel: int, *, reuse=None,
                 only=None) -> None:
@@ -298,7 +308,7 @@ class Pipelines:
             try:
                 self._experiments.ensure_trial(info.experiment_config.get("ExperimentName") or info.pipeline_name,
                                                trial)
-                on_job = lambda kind, name, arn: self._experiments.record_job(trial, kind, name, arn)  # noqa: E731
+                on_job = lambda kind, name, arn: self._experiments.record_job(trial, kind, name)  # noqa: E731
             except ServiceError as exc:
                 log.warning("could not create the experiment/trial of %s: %s", info.arn, exc)
         services = StepServices(call=self.call_operation, read_s3=self._read_s3, sqs_send=self._sqs_send,
@@ -374,15 +384,23 @@ class Pipelines:
         return result
 
     def stop_execution(self, request: dict[str, Any]) -> dict[str, Any]:
-        arn = request["PipelineExecutionArn"]
-        doc = self._execution(arn)
-        status = doc["PipelineExecutionStatus"]
-        if status in ("Stopping", "Stopped"):
-            return {"PipelineExecutionArn": arn}
-        if status != "Executing":
-            raise ConflictError(f"Pipeline execution {arn} is in status {status} and cannot be stopped.")
-        self._store.update(EXECUTION, arn, lambda d: d.update(PipelineExecutionStatus="Stopping",
-                                                              LastModifiedTime=now()))
+        """Stops an Executing execution; a repeat of a call with the same ``ClientRequestToken`` (an
+        idempotency token: botocore's retries resend it) gets the first call's answer again."""
+        arn = self._execution(request["PipelineExecutionArn"])["PipelineExecutionArn"]
+        idempotency = f"{arn}|{request.get('ClientRequestToken')}"
+        if request.get("ClientRequestToken"):
+            earlier = self._store.get(STOP, idempotency)
+            if earlier is not None:
+                return {"PipelineExecutionArn": earlier["PipelineExecutionArn"]}
+
+        def stopping(d: dict) -> None:  # checked and changed in one store transaction: no race with the run's end
+            if d["PipelineExecutionStatus"] != "Executing":
+                raise ValidationError(NOT_EXECUTING)
+            d.update(PipelineExecutionStatus="Stopping", LastModifiedTime=now())
+
+        self._store.update(EXECUTION, arn, stopping)
+        if request.get("ClientRequestToken"):
+            self._store.put(STOP, idempotency, {"PipelineExecutionArn": arn})
         with self._lock:
             run = self._runs.get(arn)
         if run is not None:
@@ -409,12 +427,14 @@ class Pipelines:
                 d["ParallelismConfiguration"] = request["ParallelismConfiguration"]
 
         updated = self._store.update(EXECUTION, arn, change)
-        pipeline = self._store.get(PIPELINE, doc["_PipelineName"].lower()) or {}
+        pipeline = self._store.get(PIPELINE, doc["_PipelineName"]) or {}
         parallelism = updated.get("ParallelismConfiguration") or pipeline.get("ParallelismConfiguration") or {}
         info = ExecutionInfo(arn, arn.rsplit("/", 1)[-1], doc["_PipelineName"], doc["PipelineArn"],
                              doc["CreationTime"], doc.get("PipelineExperimentConfig"))
+        selective = doc.get("SelectiveExecutionConfig")  # a retried selective execution runs its selection only
+        only = {item["StepName"] for item in selective["SelectedSteps"]} if selective else None
         self._launch(definition, info, values, parallelism.get("MaxParallelExecutionSteps") or DEFAULT_MAX_PARALLEL,
-                     reuse=reuse)
+                     reuse=reuse, only=only)
         return {"PipelineExecutionArn": arn}
 
     # ---- callback answers

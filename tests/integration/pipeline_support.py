@@ -65,6 +65,25 @@ def training_step(name: str, bucket: str, code: str, env: dict | None = None, **
     return {"Name": name, "Type": "Training", "Arguments": args, **extra}
 
 
+def fail_step(name: str, message, **extra) -> dict:
+    """A Fail step ending the execution with ``message`` (a string or an expression)."""
+    return {"Name": name, "Type": "Fail", "Arguments": {"ErrorMessage": message}, **extra}
+
+
+def condition_step(name: str, conditions: list, if_steps=(), else_steps=(), **extra) -> dict:
+    """A Condition step running ``if_steps`` when all ``conditions`` hold, else ``else_steps``."""
+    return {"Name": name, "Type": "Condition", **extra,
+            "Arguments": {"Conditions": conditions, "IfSteps": list(if_steps), "ElseSteps": list(else_steps)}}
+
+
+def sdk_pipeline(name: str):
+    """SDK v2's ``Pipeline`` object for an existing pipeline (needs the ``client_env`` fixture)."""
+    import sagemaker
+    from sagemaker.workflow.pipeline import Pipeline
+
+    return Pipeline(name=name, sagemaker_session=sagemaker.Session())
+
+
 def definition(steps: list, parameters: list | None = None, experiment: bool = False) -> str:
     doc = {"Version": "2020-12-01", "Metadata": {}, "Parameters": parameters or [], "Steps": steps,
            "PipelineExperimentConfig": {"ExperimentName": {"Get": "Execution.PipelineName"},
@@ -110,10 +129,6 @@ def steps_of(sm, arn: str) -> dict[str, dict]:
 
 
 def job_name(sm, step: dict, kind: str = "TrainingJob") -> str:
-    """The job a step ran (its ARN carries the name lower-cased, so look it up by name)."""
-    arn = step["Metadata"][kind]["Arn"]
-    listing = {"TrainingJob": ("list_training_jobs", "TrainingJobSummaries", "TrainingJobName", "TrainingJobArn"),
-               "ProcessingJob": ("list_processing_jobs", "ProcessingJobSummaries", "ProcessingJobName",
-                                 "ProcessingJobArn")}[kind]
-    found = getattr(sm, listing[0])(NameContains=arn.rsplit("/", 1)[-1], MaxResults=100)[listing[1]]
-    return next(j[listing[2]] for j in found if j[listing[3]] == arn)
+    """The name of the job a step ran, in its own case: its ARN carries it lower-cased, which Describe* accepts."""
+    describe = {"TrainingJob": sm.describe_training_job, "ProcessingJob": sm.describe_processing_job}[kind]
+    return describe(**{f"{kind}Name": step["Metadata"][kind]["Arn"].rsplit("/", 1)[-1]})[f"{kind}Name"]

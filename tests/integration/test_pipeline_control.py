@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 
 import pytest
 from botocore.exceptions import ClientError
@@ -183,6 +184,37 @@ def test_callback_failure_and_stop_while_waiting(sm, emulator):
     sm.send_pipeline_execution_step_success(CallbackToken=token)
     assert wait_execution(sm, arn)["PipelineExecutionStatus"] == "Stopped"
     assert set(steps_of(sm, arn)) == {"Approve"}
+
+
+NOT_EXECUTING = "Only pipelines with 'Executing' status can be stopped"  # what Airflow's SageMakerHook matches
+
+
+def test_stop_of_an_execution_not_executing_is_a_validation_error(sm, s3, bucket, emulator):
+    def refused(arn: str) -> None:
+        with pytest.raises(ClientError) as exc:
+            sm.stop_pipeline_execution(PipelineExecutionArn=arn)
+        assert aws_error(exc) == ("ValidationException", NOT_EXECUTING)
+
+    finished = start(sm, create_pipeline(sm, [training_step("Quick", bucket, training_code(s3, bucket))]))
+    assert wait_execution(sm, finished)["PipelineExecutionStatus"] == "Succeeded"
+    refused(finished)
+    assert sm.describe_pipeline_execution(PipelineExecutionArn=finished)["PipelineExecutionStatus"] == "Succeeded"
+    # while Stopping (a Callback step holds the stop until it is answered) and once Stopped
+    sqs = emulator.client("sqs")
+    queue_url = sqs.create_queue(QueueName=unique("callbacks"))["QueueUrl"]
+    arn = start(sm, _callback_pipeline(sm, queue_url))
+    token = _receive(sqs, queue_url)["token"]
+    wait_step(sm, arn, "Approve")
+    # ClientRequestToken is an idempotency token: a retry of the same call gets the same answer
+    token_of_the_stop = str(uuid.uuid4())
+    for _ in range(2):
+        assert sm.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=token_of_the_stop)[
+            "PipelineExecutionArn"] == arn
+    assert sm.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"] == "Stopping"
+    refused(arn)
+    sm.send_pipeline_execution_step_success(CallbackToken=token)
+    assert wait_execution(sm, arn)["PipelineExecutionStatus"] == "Stopped"
+    refused(arn)
 
 
 def test_selective_execution_reuses_the_source_steps(sm, s3, bucket):

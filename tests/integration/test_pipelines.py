@@ -10,17 +10,9 @@ from botocore.exceptions import ClientError
 
 from conftest import ROLE, aws_error, unique
 from pipeline_support import (
-    create_pipeline, definition, job_name, start, steps_of, training_code, training_step, wait_execution,
+    condition_step, create_pipeline, definition, fail_step, job_name, start, steps_of, training_code, training_step,
+    wait_execution,
 )  # fmt: skip
-
-
-def _fail(name: str, message, **extra) -> dict:
-    return {"Name": name, "Type": "Fail", "Arguments": {"ErrorMessage": message}, **extra}
-
-
-def _condition(name: str, conditions: list, if_steps=(), else_steps=(), **extra) -> dict:
-    return {"Name": name, "Type": "Condition", **extra,
-            "Arguments": {"Conditions": conditions, "IfSteps": list(if_steps), "ElseSteps": list(else_steps)}}
 
 
 THRESHOLD = [{"Name": "Threshold", "Type": "Float", "DefaultValue": 6.0}]
@@ -29,7 +21,7 @@ THRESHOLD = [{"Name": "Threshold", "Type": "Float", "DefaultValue": 6.0}]
 def _branching_steps() -> list:
     check = {"Type": "LessThanOrEqualTo", "LeftValue": 5, "RightValue": {"Get": "Parameters.Threshold"}}
     message = {"Std:Join": {"On": " ", "Values": ["Execution failed due to MSE >", {"Get": "Parameters.Threshold"}]}}
-    return [_condition("Check", [check], if_steps=[_condition("Passed", [])], else_steps=[_fail("Stop", message)])]
+    return [condition_step("Check", [check], if_steps=[condition_step("Passed", [])], else_steps=[fail_step("Stop", message)])]
 
 
 def test_condition_branches_and_fail_step(sm):
@@ -64,7 +56,7 @@ def test_pipeline_crud_and_describe(sm):
         sm.create_pipeline(PipelineName=name, RoleArn=ROLE, PipelineDefinition=described["PipelineDefinition"])
     code, message = aws_error(exc)
     assert code == "ValidationException" and "already exists" in message  # what the SDK's upsert looks for
-    updated = sm.update_pipeline(PipelineName=name, PipelineDefinition=definition([_condition("Only", [])]))
+    updated = sm.update_pipeline(PipelineName=name, PipelineDefinition=definition([condition_step("Only", [])]))
     assert updated["PipelineVersionId"] == 2
     assert json.loads(sm.describe_pipeline(PipelineName=name)["PipelineDefinition"])["Steps"][0]["Name"] == "Only"
     first = sm.describe_pipeline(PipelineName=name, PipelineVersionId=1)["PipelineDefinition"]
@@ -89,11 +81,11 @@ def test_definition_from_s3_location(sm, s3, bucket):
 
 
 @pytest.mark.parametrize("steps, parameters, fragment", [
-    ([_condition("A", [{"Type": "Equals", "LeftValue": {"Get": "Steps.Nope.Outcome"}, "RightValue": "x"}])],
+    ([condition_step("A", [{"Type": "Equals", "LeftValue": {"Get": "Steps.Nope.Outcome"}, "RightValue": "x"}])],
      [], "step 'Nope', which does not exist"),
-    ([_condition("A", [], DependsOn=["B"]), _condition("B", [], DependsOn=["A"])], [], "Cycle detected"),
-    ([_fail("F", {"Get": "Parameters.Missing"})], [], "parameter 'Missing', which is not defined"),
-    ([_fail("F", "x")], [{"Name": "N", "Type": "Integer", "DefaultValue": "one"}], "is not of type Integer"),
+    ([condition_step("A", [], DependsOn=["B"]), condition_step("B", [], DependsOn=["A"])], [], "Cycle detected"),
+    ([fail_step("F", {"Get": "Parameters.Missing"})], [], "parameter 'Missing', which is not defined"),
+    ([fail_step("F", "x")], [{"Name": "N", "Type": "Integer", "DefaultValue": "one"}], "is not of type Integer"),
     ([{"Name": "X", "Type": "Teleport", "Arguments": {}}], [], "unknown Type 'Teleport'"),
 ])  # fmt: skip
 def test_bad_definitions_are_rejected_at_create(sm, steps, parameters, fragment):
@@ -147,34 +139,36 @@ def test_expression_forms(sm, s3, bucket):
         {"Type": "LessThan", "LeftValue": {"Std:JsonGet": {"S3Uri": {"Get": "Parameters.Uri"}, "Path": "a.b[0]"}},
          "RightValue": 11},
     ]
-    pipeline = create_pipeline(sm, [_condition("Gate", conditions, if_steps=[_fail("Report", message)])], parameters,
+    pipeline = create_pipeline(sm, [condition_step("Gate", conditions, if_steps=[fail_step("Report", message)])], parameters,
                                experiment=True)
     arn = start(sm, pipeline)
     execution_id = arn.rsplit("/", 1)[-1]
     wait_execution(sm, arn)
     steps = steps_of(sm, arn)
     assert steps["Gate"]["Metadata"] == {"Condition": {"Outcome": "True"}}
-    assert steps["Report"]["FailureReason"] == f"hello|3|0.5|true|deep|{execution_id}|{pipeline}|True|{execution_id}"
+    assert steps["Report"]["FailureReason"] == f"hello|3|0.5|true|deep|{execution_id}|{pipeline}|true|{execution_id}"
 
 
 def test_missing_property_fails_the_step_with_a_clear_reason(sm, s3, bucket):
     # two executions: once a step fails no new step starts, so in one execution the order would decide
-    steps = [_condition("First", []), _fail("Second", {"Get": "Steps.First.NoSuchProperty"})]
+    # a property of the step type's tree (so CreatePipeline accepts it) that this job has not got
+    steps = [training_step("First", bucket, training_code(s3, bucket)),
+             fail_step("Second", {"Get": "Steps.First.TuningJobArn"})]
     arn = start(sm, create_pipeline(sm, steps))
     assert wait_execution(sm, arn)["PipelineExecutionStatus"] == "Failed"
     assert steps_of(sm, arn)["Second"]["FailureReason"] == (
-        "Unable to resolve 'Steps.First.NoSuchProperty': 'NoSuchProperty' does not exist.")
+        "Unable to resolve 'Steps.First.TuningJobArn': 'TuningJobArn' does not exist.")
     arn = start(sm, create_pipeline(sm, [
-        _fail("Third", {"Std:JsonGet": {"S3Uri": f"s3://{bucket}/absent.json", "Path": "a"}})]))
+        fail_step("Third", {"Std:JsonGet": {"S3Uri": f"s3://{bucket}/absent.json", "Path": "a"}})]))
     assert wait_execution(sm, arn)["PipelineExecutionStatus"] == "Failed"
     assert steps_of(sm, arn)["Third"]["FailureReason"].startswith(f"Unable to read s3://{bucket}/absent.json")
 
 
 def test_thirty_nested_condition_steps(sm):
-    inner = _fail("Bottom", "reached the bottom")
+    inner = fail_step("Bottom", "reached the bottom")
     for level in range(30, 0, -1):
-        inner = _condition(f"Level{level}", [{"Type": "Equals", "LeftValue": level, "RightValue": level}],
-                           if_steps=[inner], else_steps=[_fail(f"Wrong{level}", "wrong branch")])
+        inner = condition_step(f"Level{level}", [{"Type": "Equals", "LeftValue": level, "RightValue": level}],
+                           if_steps=[inner], else_steps=[fail_step(f"Wrong{level}", "wrong branch")])
     arn = start(sm, create_pipeline(sm, [inner]))
     assert wait_execution(sm, arn)["PipelineExecutionStatus"] == "Failed"
     found = steps_of(sm, arn)
@@ -188,9 +182,9 @@ def test_training_steps_pass_properties_and_are_recorded(sm, s3, bucket):
     code = training_code(s3, bucket)
     second = training_step("Second", bucket, code, env={"FROM_FIRST": {"Get": "Steps.First.ModelArtifacts.S3ModelArtifacts"},
                                                         "SCORE": "0.5"})
-    check = _condition("Good", [{"Type": "GreaterThan", "RightValue": 0.6,
+    check = condition_step("Good", [{"Type": "GreaterThan", "RightValue": 0.6,
                                  "LeftValue": {"Get": "Steps.First.FinalMetricDataList['score'].Value"}}],
-                       else_steps=[_fail("Bad", "score too low")])
+                       else_steps=[fail_step("Bad", "score too low")])
     pipeline = create_pipeline(sm, [training_step("First", bucket, code), second, check], experiment=True)
     arn = start(sm, pipeline)
     execution_id = arn.rsplit("/", 1)[-1]
@@ -215,7 +209,7 @@ def test_training_steps_pass_properties_and_are_recorded(sm, s3, bucket):
 def test_failed_job_fails_its_step_and_later_steps_do_not_run(sm, s3, bucket):
     code = training_code(s3, bucket)
     steps = [training_step("Broken", bucket, code, env={"MODE": "fail"}),
-             _condition("After", [], DependsOn=["Broken"])]
+             condition_step("After", [], DependsOn=["Broken"])]
     arn = start(sm, create_pipeline(sm, steps))
     assert wait_execution(sm, arn)["PipelineExecutionStatus"] == "Failed"
     found = steps_of(sm, arn)
@@ -259,7 +253,7 @@ def test_unsupported_step_types_fail_with_a_reason(sm):
 
 
 def test_client_request_token_makes_start_idempotent(sm):
-    pipeline = create_pipeline(sm, [_condition("Only", [])])
+    pipeline = create_pipeline(sm, [condition_step("Only", [])])
     token = "t" * 40
     first = sm.start_pipeline_execution(PipelineName=pipeline, ClientRequestToken=token)["PipelineExecutionArn"]
     again = sm.start_pipeline_execution(PipelineName=pipeline, ClientRequestToken=token)["PipelineExecutionArn"]
@@ -299,8 +293,8 @@ def test_processing_step_property_file_feeds_a_condition(sm, s3, bucket):
         "RoleArn": ROLE}}
     mse = {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.Report.PropertyFiles.Metrics"}, "Path": "metrics.mse.value"}}
     job = {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.Report.PropertyFiles.Metrics"}, "Path": "job"}}
-    check = _condition("Check", [{"Type": "LessThanOrEqualTo", "LeftValue": mse, "RightValue": 3.0}],
-                       if_steps=[_fail("Show", {"Std:Join": {"On": " ", "Values": [mse, job]}})])
+    check = condition_step("Check", [{"Type": "LessThanOrEqualTo", "LeftValue": mse, "RightValue": 3.0}],
+                       if_steps=[fail_step("Show", {"Std:Join": {"On": " ", "Values": [mse, job]}})])
     parameters = [{"Name": "Instances", "Type": "Integer", "DefaultValue": 1}]
     arn = start(sm, create_pipeline(sm, [process, check], parameters, experiment=True))
     wait_execution(sm, arn)
@@ -330,7 +324,7 @@ def test_model_and_register_model_steps(sm, s3, bucket):
         "InferenceSpecification": {"Containers": [{"Image": image, "ModelDataUrl": {
             "Get": "Steps.Create.PrimaryContainer.ModelDataUrl"}}], "SupportedContentTypes": ["text/csv"],
             "SupportedResponseMIMETypes": ["text/csv"]}}}
-    show = _fail("Show", {"Std:Join": {"On": " ", "Values": [{"Get": "Steps.Create.ModelName"},
+    show = fail_step("Show", {"Std:Join": {"On": " ", "Values": [{"Get": "Steps.Create.ModelName"},
                                                                {"Get": "Steps.Register.ModelPackageVersion"}]}})
     parameters = [{"Name": "Approval", "Type": "String", "DefaultValue": "PendingManualApproval",
                    "EnumValues": ["PendingManualApproval", "Approved"]}]

@@ -11,7 +11,6 @@ from smlocal.errors import ValidationError
 from smlocal.pipelines.conditions import (
     CONDITION_TYPES,
     condition_metadata,
-    condition_outcome,
     evaluate_condition,
     evaluate_conditions,
     validate_conditions,
@@ -282,8 +281,7 @@ def test_validate_rejects_malformed_conditions(conditions, message):
 # --- outcome -----------------------------------------------------------------------------------
 
 
-def test_outcome_and_metadata():
-    assert condition_outcome(True) == "True" and condition_outcome(False) == "False"
+def test_outcome_metadata():
     assert condition_metadata(True) == {"Condition": {"Outcome": "True"}}
     assert condition_metadata(False) == {"Condition": {"Outcome": "False"}}
 

@@ -179,6 +179,11 @@ def step(name, kind="Fail", arguments=None, **extra):
     return {"Name": name, "Type": kind, "Arguments": {} if arguments is None else arguments, **extra}
 
 
+def cond(name, **extra):
+    """A Condition step with no conditions: a step others may depend on and read (``Outcome``)."""
+    return step(name, "Condition", {"Conditions": [], "IfSteps": [], "ElseSteps": []}, **extra)
+
+
 def doc(*steps, parameters=None, **extra):
     return {"Version": "2020-12-01", "Parameters": parameters or [], "Steps": list(steps), **extra}
 
@@ -361,7 +366,7 @@ def test_sdk_definition_mutations_are_rejected(sdk_doc):
     broken["Steps"][4]["Arguments"]["ElseSteps"][0]["Arguments"]["ElseSteps"].append(step("Pre"))
     rejects(broken, "'Pre' is used more than once")
     broken = copy.deepcopy(sdk_doc)
-    broken["Steps"][0]["DependsOn"] = ["Fail"]  # Fail reads Eval, which reads Pre
+    broken["Steps"][0]["DependsOn"] = ["Check"]  # Check reads Eval, which reads Pre
     rejects(broken, "Cycle detected")
 
 
@@ -457,7 +462,7 @@ def test_extra_step_fields_are_kept_raw():
 
 
 def test_duplicate_depends_on_entries_are_collapsed():
-    parsed = parse_definition(doc(step("A"), step("B", DependsOn=["A", "A"])))
+    parsed = parse_definition(doc(cond("A"), step("B", DependsOn=["A", "A"])))
     assert parsed.step("B").depends_on == ("A",)
 
 
@@ -479,8 +484,8 @@ def test_nested_condition_steps():
     inner = step("Inner", "Condition", {
         "Conditions": [{"Type": "Equals", "LeftValue": {"Get": "Steps.A.Outcome"}, "RightValue": "x"}],
         "IfSteps": [step("Deep", DependsOn=["B"])], "ElseSteps": []})
-    outer = step("Outer", "Condition", {"Conditions": [], "IfSteps": [step("B")], "ElseSteps": [inner]})
-    parsed = parse_definition(doc(step("A"), outer))
+    outer = step("Outer", "Condition", {"Conditions": [], "IfSteps": [cond("B")], "ElseSteps": [inner]})
+    parsed = parse_definition(doc(cond("A"), outer))
     assert [s.name for s in parsed.all_steps()] == ["A", "Outer", "B", "Inner", "Deep"]
     assert branch_owner(parsed) == {"B": ("Outer", "if"), "Inner": ("Outer", "else"),
                                     "Deep": ("Inner", "if")}
@@ -491,9 +496,9 @@ def test_nested_condition_steps():
 
 def test_condition_step_arguments_exclude_branch_steps_from_its_dependencies():
     condition = step("C", "Condition", {
-        "Conditions": [{"Type": "Equals", "LeftValue": {"Get": "Steps.A.Outcome"}, "RightValue": 1}],
+        "Conditions": [{"Type": "Equals", "LeftValue": {"Get": "Steps.A.Outcome"}, "RightValue": "x"}],
         "IfSteps": [step("B", arguments={"X": {"Get": "Steps.A2.Outcome"}})], "ElseSteps": []})
-    parsed = parse_definition(doc(step("A"), step("A2"), condition))
+    parsed = parse_definition(doc(cond("A"), cond("A2"), condition))
     assert dependencies(parsed)["C"] == {"A"}
     assert dependencies(parsed)["B"] == {"A2"}
 
@@ -580,8 +585,8 @@ def test_experiment_config_references_are_validated():
 
 
 def test_references_to_branch_steps_are_allowed():
-    condition = step("C", "Condition", {"Conditions": [], "IfSteps": [step("InBranch")], "ElseSteps": []})
-    after = step("After", arguments={"X": {"Get": "Steps.InBranch.ErrorMessage"}}, DependsOn=["C"])
+    condition = step("C", "Condition", {"Conditions": [], "IfSteps": [cond("InBranch")], "ElseSteps": []})
+    after = step("After", arguments={"X": {"Get": "Steps.InBranch.Outcome"}}, DependsOn=["C"])
     parsed = parse_definition(doc(condition, after))
     assert dependencies(parsed)["After"] == {"InBranch", "C"}
 
@@ -590,38 +595,40 @@ def test_references_to_branch_steps_are_allowed():
 
 
 def test_self_dependency_is_a_cycle():
-    rejects(doc(step("A", DependsOn=["A"])), "Cycle detected in pipeline step graph: A -> A.")
-    rejects(doc(step("A", arguments={"X": {"Get": "Steps.A.Outcome"}})), "A -> A")
+    rejects(doc(cond("A", DependsOn=["A"])), "Cycle detected in pipeline step graph: A -> A.")
+    rejects(doc(cond("A", Arguments={"Conditions": [{"Type": "Equals", "LeftValue": {"Get": "Steps.A.Outcome"},
+                                                     "RightValue": "x"}]})), "A -> A")
 
 
 def test_cycles_through_depends_on_and_data_are_rejected():
-    rejects(doc(step("A", DependsOn=["B"]), step("B", DependsOn=["A"])), "Cycle detected")
-    three = doc(step("A", DependsOn=["B"]), step("B", arguments={"X": {"Get": "Steps.C.Outcome"}}),
-                step("C", arguments={"X": {"Std:Join": {"Values": [{"Get": "Steps.A.Outcome"}]}}}))
+    rejects(doc(cond("A", DependsOn=["B"]), cond("B", DependsOn=["A"])), "Cycle detected")
+    three = doc(cond("A", DependsOn=["B"]), step("B", "Lambda", {"X": {"Get": "Steps.C.OutputParameters['o']"}}),
+                step("C", "Lambda", {"X": {"Std:Join": {"Values": [{"Get": "Steps.A.Outcome"}]}}},
+                     DependsOn=["B"]))
     error = rejects(three, "Cycle detected")
     assert all(name in error.message for name in "ABC")
     json_get = {"Std:JsonGet": {"PropertyFile": {"Get": "Steps.P.PropertyFiles.R"}, "Path": "a"}}
-    producer = step("P", "Processing", {"X": {"Get": "Steps.Q.Outcome"}},
+    producer = step("P", "Processing", {"X": {"Get": "Steps.Q.OutputParameters['o']"}},
                     PropertyFiles=[{"PropertyFileName": "R", "OutputName": "o", "FilePath": "f"}])
-    rejects(doc(producer, step("Q", arguments={"V": json_get})), "Cycle detected")
+    rejects(doc(producer, step("Q", "Lambda", {"V": json_get})), "Cycle detected")
 
 
 def test_condition_reading_its_own_branch_is_a_cycle():
     condition = step("C", "Condition", {
-        "Conditions": [{"Type": "Equals", "LeftValue": {"Get": "Steps.B.ErrorMessage"}, "RightValue": "x"}],
-        "IfSteps": [step("B")], "ElseSteps": []})
+        "Conditions": [{"Type": "Equals", "LeftValue": {"Get": "Steps.B.Outcome"}, "RightValue": "x"}],
+        "IfSteps": [cond("B")], "ElseSteps": []})
     rejects(doc(condition), "Cycle detected")
     # C waits for E, E for D, and D (in C's branch) can only run once C decided.
-    nested = step("C", "Condition", {"Conditions": [], "IfSteps": [step("D")], "ElseSteps": []},
+    nested = step("C", "Condition", {"Conditions": [], "IfSteps": [cond("D")], "ElseSteps": []},
                   DependsOn=["E"])
-    rejects(doc(nested, step("E", DependsOn=["D"])), "C -> E -> D -> C")
+    rejects(doc(nested, cond("E", DependsOn=["D"])), "C -> E -> D -> C")
     fine = step("C", "Condition", {"Conditions": [], "IfSteps": [step("D", DependsOn=["E"])],
                                    "ElseSteps": []})
-    assert dependencies(parse_definition(doc(fine, step("E", DependsOn=["C"]))))["D"] == {"E"}
+    assert dependencies(parse_definition(doc(fine, cond("E", DependsOn=["C"]))))["D"] == {"E"}
 
 
 def test_diamond_is_not_a_cycle():
-    parsed = parse_definition(doc(step("A"), step("B", DependsOn=["A"]), step("C", DependsOn=["A"]),
+    parsed = parse_definition(doc(cond("A"), cond("B", DependsOn=["A"]), cond("C", DependsOn=["A"]),
                                   step("D", DependsOn=["B", "C"])))
     assert dependencies(parsed)["D"] == {"B", "C"}
 

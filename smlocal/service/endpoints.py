@@ -143,7 +143,7 @@ class Endpoints:
 
     # ---- endpoints
     def _snapshot(self, config: dict[str, Any]) -> dict[str, Any]:
-        models = {v["ModelName"]: self._models.get(v["ModelName"]) for v in config["ProductionVariants"]}
+        models = {v["ModelName"]: self._models.serving(v["ModelName"]) for v in config["ProductionVariants"]}
         return {"id": secrets.token_hex(6), "config": config, "models": models}
 
     @property
@@ -212,8 +212,7 @@ class Endpoints:
         return result
 
     def update(self, request: dict[str, Any]) -> dict[str, Any]:
-        name = request["EndpointName"]
-        self._endpoint(name)
+        name = self._endpoint(request["EndpointName"])["EndpointName"]  # as created, whatever the request's case
         config = self._config(request["EndpointConfigName"])
         snapshot = self._snapshot(config)
         previous: dict[str, str] = {}
@@ -231,8 +230,8 @@ class Endpoints:
         return {"EndpointArn": self._arn(name)}
 
     def update_weights(self, request: dict[str, Any]) -> dict[str, Any]:
-        name = request["EndpointName"]
-        doc = self._endpoint(name)
+        doc = self._endpoint(request["EndpointName"])
+        name = doc["EndpointName"]  # as created, whatever the request's case
         if doc["EndpointStatus"] != "InService":
             raise ValidationError(f'Cannot update in-progress endpoint "{self._arn(name)}".')
         with self._lock:
@@ -253,8 +252,7 @@ class Endpoints:
         return {"EndpointArn": self._arn(name)}
 
     def delete(self, request: dict[str, Any]) -> dict[str, Any]:
-        name = request["EndpointName"]
-        self._endpoint(name)
+        name = self._endpoint(request["EndpointName"])["EndpointName"]  # as created, whatever the request's case
 
         def change(d: dict) -> None:
             self._check_not_in_progress(d)

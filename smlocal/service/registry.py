@@ -9,11 +9,10 @@ A package created with ``ModelPackageGroupName`` is *versioned*: it gets the nex
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
 
 from smlocal.errors import ConflictError, ValidationError
-from smlocal.service.common import Account, list_page, now, pick
+from smlocal.service.common import Account, list_page, naming, now, pick
 from smlocal.service.store import Store
 
 GROUP = "ModelPackageGroup"
@@ -33,12 +32,8 @@ _PACKAGE_SUMMARY = (
 )  # fmt: skip
 _GROUP_SUMMARY = ("ModelPackageGroupName", "ModelPackageGroupArn", "ModelPackageGroupDescription",
                   "CreationTime", "ModelPackageGroupStatus")
-_ARN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[^:]*:\d{12}:model-package(?:-group)?/(.+)$")
-
-
-def _name_from(value: str) -> str:
-    match = _ARN.match(value)
-    return match.group(1) if match else value
+# the members of a ModelPackageContainerDefinition that a model's ContainerDefinition takes over
+_DEPLOYED = ("ContainerHostname", "Image", "ModelDataUrl", "ModelDataSource", "Environment")
 
 
 class ModelRegistry:
@@ -80,14 +75,16 @@ class ModelRegistry:
             "ModelPackageGroupStatus": "Completed",
             "_NextVersion": 1,
         }
-        if not self._store.insert(GROUP, name.lower(), {k: v for k, v in doc.items() if v is not None}):
+        if not self._store.insert(GROUP, name, {k: v for k, v in doc.items() if v is not None}):
             raise ValidationError(f"Model Package Group already exists: {arn}")
         return {"ModelPackageGroupArn": arn}
 
     def _group(self, value: str) -> dict:
-        doc = self._store.get(GROUP, _name_from(value).lower())
+        """The group named ``value`` (its name in any case, or its ARN)."""
+        name = naming(GROUP).name_of(value)
+        doc = self._store.get(GROUP, name)
         if doc is None:
-            raise ValidationError(f"ModelPackageGroup {_name_from(value)} does not exist.")
+            raise ValidationError(f"ModelPackageGroup {name} does not exist.")
         return doc
 
     def describe_group(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +104,7 @@ class ModelRegistry:
             raise ConflictError(
                 f"Model Package Group {name} contains model packages; delete them before deleting the group."
             )
-        self._store.delete(GROUP, name.lower())
+        self._store.delete(GROUP, name)
         return {}
 
     # ---- packages
@@ -138,7 +135,7 @@ class ModelRegistry:
                 holder["version"] = d["_NextVersion"]
                 d["_NextVersion"] += 1
 
-            self._store.update(GROUP, group_name.lower(), bump)
+            self._store.update(GROUP, group_name, bump)
             version = holder["version"]
             arn = self._account.arn("model-package", f"{group_name}/{version}")
             doc.update(ModelPackageName=group_name, ModelPackageGroupName=group_name, ModelPackageVersion=version,
@@ -155,11 +152,44 @@ class ModelRegistry:
         return {"ModelPackageArn": arn}
 
     def _package(self, value: str) -> dict:
-        arn = value.lower() if _ARN.match(value) else self._account.arn("model-package", value)
+        """The package ``value`` names: its ARN, its name (unversioned) or ``<group>/<version>``, in any case.
+
+        Raises:
+            ValidationError: no such package (named by its ARN: the one given, or the one the name would have).
+        """
+        is_arn = naming(PACKAGE).name_of(value) != value
+        arn = value if is_arn else self._account.arn("model-package", value)
         doc = self._store.get(PACKAGE, arn)
         if doc is None:
-            raise ValidationError(f"ModelPackage {value} does not exist.")
+            raise ValidationError(f"ModelPackage {arn} does not exist.")
         return doc
+
+    def inference_containers(self, value: str, specification: str | None = None) -> list[dict[str, Any]]:
+        """The containers of package ``value`` that CreateModel's ``ModelPackageName`` deploys.
+
+        A versioned package must be Approved (the SDK's ``ModelPackage.deploy`` approves one before
+        CreateModel for that reason); an unversioned (marketplace-style) package has no approval.
+
+        Args:
+            value: The package's ARN, its name (unversioned) or ``<group>/<version>``.
+            specification: ``InferenceSpecificationName``: the AdditionalInferenceSpecifications
+                entry to use instead of the InferenceSpecification.
+
+        Returns:
+            ContainerDefinition-shaped copies (Image, ModelDataUrl/ModelDataSource, Environment,
+            ContainerHostname) of the specification's containers, in order.
+
+        Raises:
+            ValidationError: the package does not exist, is not approved or has no such specification.
+        """
+        doc = self._package(value)
+        arn = doc["ModelPackageArn"]
+        status = doc.get("ModelApprovalStatus")
+        if doc.get("ModelPackageVersion") is not None and status != "Approved":
+            raise ValidationError(f"Model Package {arn} has ModelApprovalStatus {status}: only an Approved "
+                                  "model package version can be used to create a model.")
+        spec = _specification(doc, specification)
+        return [{k: copy.deepcopy(c[k]) for k in _DEPLOYED if k in c} for c in spec.get("Containers") or []]
 
     def describe_package(self, request: dict[str, Any]) -> dict[str, Any]:
         return _public(self._package(request["ModelPackageName"]))
@@ -169,7 +199,9 @@ class ModelRegistry:
         group = request.get("ModelPackageGroupName")
         kind = request.get("ModelPackageType") or "Both"
         if group:
-            items = [d for d in items if (d.get("ModelPackageGroupName") or "").lower() == _name_from(group).lower()]
+            stored = self._store.get(GROUP, naming(GROUP).name_of(group))  # an unknown group lists nothing
+            name = stored and stored["ModelPackageGroupName"]
+            items = [d for d in items if name and d.get("ModelPackageGroupName") == name]
         if kind == "Versioned":
             items = [d for d in items if d.get("ModelPackageVersion") is not None]
         elif kind == "Unversioned":
@@ -208,6 +240,20 @@ class ModelRegistry:
         doc = self._package(request["ModelPackageName"])
         self._store.delete(PACKAGE, doc["ModelPackageArn"])
         return {}
+
+
+def _specification(doc: dict, name: str | None) -> dict:
+    """The package's InferenceSpecification, or its additional one called ``name``."""
+    arn = doc["ModelPackageArn"]
+    if name is None:
+        spec = doc.get("InferenceSpecification")
+        if not spec:
+            raise ValidationError(f"Model Package {arn} has no InferenceSpecification to create a model from.")
+        return spec
+    for spec in doc.get("AdditionalInferenceSpecifications") or []:
+        if spec.get("Name") == name:
+            return spec
+    raise ValidationError(f"InferenceSpecificationName {name} is not found in Model Package {arn}.")
 
 
 def _public(doc: dict) -> dict:

@@ -1,22 +1,40 @@
 """Experiments, trials and trial components — the part pipelines use.
 
+Every training, processing and transform job gets a trial component named
+``<job name>-aws-<training|processing|transform>-job`` with the job as its source, as on AWS
+(:meth:`Experiments.record_created`, run after each successful Create*Job); its status, times,
+parameters, artifacts and metrics are read from the job when it is described or listed. A job whose
+``ExperimentConfig`` names a trial has its component associated with that trial.
+
 A pipeline with a ``PipelineExperimentConfig`` (the SDK's default: experiment = pipeline name,
 trial = execution id) gets its experiment and trial created when an execution starts, and every job
-the execution runs is recorded as a trial component of that trial (named
-``<job name>-aws-<training|processing|transform>-job``, with the job as its source).
+the execution runs is associated with that trial. A hyperparameter tuning job gets the experiment
+``<tuning job>-aws-tuning-job`` with one trial per training job (``<training job>-aws-training-job``)
+holding that job's component.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from smlocal.errors import ResourceNotFound, ValidationError
-from smlocal.service.common import Account, list_page, now, pick
+from smlocal.errors import ResourceNotFound, ServiceError, ValidationError
+from smlocal.service.common import Account, list_page, naming, now, pick
 from smlocal.service.store import Store
+
+log = logging.getLogger(__name__)
 
 EXPERIMENT, TRIAL, COMPONENT = "Experiment", "Trial", "TrialComponent"
 _SOURCE_TYPES = {"training-job": "SageMakerTrainingJob", "processing-job": "SageMakerProcessingJob",
                  "transform-job": "SageMakerTransformJob"}
+# Create operation -> (component kind, request key of the job name, response key of its ARN)
+_CREATES = {"CreateTrainingJob": ("training-job", "TrainingJobName", "TrainingJobArn"),
+            "CreateProcessingJob": ("processing-job", "ProcessingJobName", "ProcessingJobArn"),
+            "CreateTransformJob": ("transform-job", "TransformJobName", "TransformJobArn")}
+# component kind -> (store kind, status key, start key, end key)
+_JOBS = {"training-job": ("TrainingJob", "TrainingJobStatus", "TrainingStartTime", "TrainingEndTime"),
+         "processing-job": ("ProcessingJob", "ProcessingJobStatus", "ProcessingStartTime", "ProcessingEndTime"),
+         "transform-job": ("TransformJob", "TransformJobStatus", "TransformStartTime", "TransformEndTime")}
 
 
 class Experiments:
@@ -43,30 +61,69 @@ class Experiments:
     def close(self) -> None:
         pass
 
-    # ---- used by the pipeline executor
-    def ensure_trial(self, experiment: str, trial: str) -> None:
+    # ---- used by the service (jobs), the pipeline executor and tuning jobs
+    def ensure_experiment(self, experiment: str, source: dict | None = None) -> None:
+        """Creates the experiment unless it exists; ``source`` ({SourceArn, SourceType}) marks one AWS made."""
+        if self._store.exists(EXPERIMENT, experiment):
+            return
+        try:
+            self.create_experiment({"ExperimentName": experiment})
+        except ValidationError:
+            return  # created concurrently
+        if source:
+            self._store.update(EXPERIMENT, experiment, lambda d: d.update(Source=source))
+
+    def ensure_trial(self, experiment: str, trial: str, source: dict | None = None) -> None:
         """Creates the experiment and the trial unless they exist (as a pipeline execution does)."""
-        if not self._store.exists(EXPERIMENT, experiment):
-            try:
-                self.create_experiment({"ExperimentName": experiment})
-            except ValidationError:
-                pass  # created concurrently
+        self.ensure_experiment(experiment)
         if not self._store.exists(TRIAL, trial):
             try:
                 self.create_trial({"TrialName": trial, "ExperimentName": experiment})
             except ValidationError:
-                pass
+                return
+            if source:
+                self._store.update(TRIAL, trial, lambda d: d.update(Source=source))
 
-    def record_job(self, trial: str, kind: str, job_name: str, job_arn: str) -> None:
-        """Records a job of an execution as a trial component of the execution's trial."""
+    def record_job(self, trial: str, kind: str, job_name: str) -> None:
+        """Adds a job's trial component to ``trial`` (when the trial exists).
+
+        Every job is created through the service (pipeline steps and tuning jobs included), whose
+        after-call hook :meth:`record_created` has made the component already.
+        """
+        if self._store.exists(TRIAL, trial):
+            self.associate({"TrialComponentName": f"{job_name}-aws-{kind}", "TrialName": trial})
+
+    def record_created(self, operation: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        """After-call hook: a created job gets its ``<job>-aws-<kind>`` trial component, as on AWS."""
+        if operation not in _CREATES:
+            return
+        kind, name_key, arn_key = _CREATES[operation]
+        try:  # the job exists already: its create must not fail for its component
+            self._job_component(kind, request[name_key], response[arn_key])
+            trial = (request.get("ExperimentConfig") or {}).get("TrialName")
+            if trial:
+                self.record_job(trial, kind, request[name_key])
+        except ServiceError as exc:
+            log.warning("could not record the trial component of %s: %s", request.get(name_key), exc)
+
+    def _job_component(self, kind: str, job_name: str, job_arn: str) -> None:
         name = f"{job_name}-aws-{kind}"
         stamp = now()
         doc = {"TrialComponentName": name, "TrialComponentArn": self._account.arn("experiment-trial-component", name),
                "DisplayName": job_name, "Source": {"SourceArn": job_arn, "SourceType": _SOURCE_TYPES.get(kind, kind)},
-               "CreationTime": stamp, "LastModifiedTime": stamp, "_Trials": []}
+               "CreationTime": stamp, "LastModifiedTime": stamp, "_Trials": [], "_Job": [kind, job_name]}
         self._store.insert(COMPONENT, name, doc)
-        if self._store.exists(TRIAL, trial):
-            self.associate({"TrialComponentName": name, "TrialName": trial})
+
+    def _live(self, doc: dict) -> dict:
+        """A job's component with what the job says now: status, times, parameters, artifacts, metrics."""
+        kind, job_name = doc.get("_Job") or (None, None)
+        if kind not in _JOBS:
+            return doc
+        store_kind, status_key, start_key, end_key = _JOBS[kind]
+        job = self._store.get(store_kind, job_name)
+        if job is None:
+            return doc
+        return {**doc, **job_component_fields(job, status_key, start_key, end_key)}
 
     # ---- experiments
     def create_experiment(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -102,8 +159,8 @@ class Experiments:
 
     # ---- trials
     def create_trial(self, request: dict[str, Any]) -> dict[str, Any]:
-        name, experiment = request["TrialName"], request["ExperimentName"]
-        self._get(EXPERIMENT, experiment, "Experiment")
+        name = request["TrialName"]
+        experiment = self._get(EXPERIMENT, request["ExperimentName"], "Experiment")["ExperimentName"]  # any case
         arn = self._account.arn("experiment-trial", name)
         stamp = now()
         doc = {"TrialName": name, "TrialArn": arn, "DisplayName": request.get("DisplayName") or name,
@@ -119,8 +176,8 @@ class Experiments:
     def list_trials(self, request: dict[str, Any]) -> dict[str, Any]:
         items = self._store.all(TRIAL)
         if request.get("ExperimentName"):
-            self._get(EXPERIMENT, request["ExperimentName"], "Experiment")
-            items = [t for t in items if t["ExperimentName"] == request["ExperimentName"]]
+            experiment = self._get(EXPERIMENT, request["ExperimentName"], "Experiment")["ExperimentName"]
+            items = [t for t in items if t["ExperimentName"] == experiment]
         if request.get("TrialComponentName"):
             component = self._get(COMPONENT, request["TrialComponentName"], "TrialComponent")
             items = [t for t in items if t["TrialName"] in component.get("_Trials", [])]
@@ -150,19 +207,19 @@ class Experiments:
         return {"TrialComponentArn": arn}
 
     def _component(self, value: str) -> dict:
-        return self._get(COMPONENT, value.rsplit("/", 1)[-1] if value.startswith("arn:") else value, "TrialComponent")
+        return self._get(COMPONENT, naming(COMPONENT).name_of(value), "TrialComponent")  # a name or its ARN
 
     def describe_component(self, request: dict[str, Any]) -> dict[str, Any]:
-        return _public(self._component(request["TrialComponentName"]))
+        return _public(self._live(self._component(request["TrialComponentName"])))
 
     def list_components(self, request: dict[str, Any]) -> dict[str, Any]:
-        items = self._store.all(COMPONENT)
+        items = [self._live(c) for c in self._store.all(COMPONENT)]
         if request.get("TrialName"):
-            self._get(TRIAL, request["TrialName"], "Trial")
-            items = [c for c in items if request["TrialName"] in c.get("_Trials", [])]
+            trial = self._get(TRIAL, request["TrialName"], "Trial")["TrialName"]
+            items = [c for c in items if trial in c.get("_Trials", [])]
         if request.get("ExperimentName"):
-            self._get(EXPERIMENT, request["ExperimentName"], "Experiment")
-            trials = {t["TrialName"] for t in self._store.all(TRIAL) if t["ExperimentName"] == request["ExperimentName"]}
+            experiment = self._get(EXPERIMENT, request["ExperimentName"], "Experiment")["ExperimentName"]
+            trials = {t["TrialName"] for t in self._store.all(TRIAL) if t["ExperimentName"] == experiment}
             items = [c for c in items if trials & set(c.get("_Trials", []))]
         if request.get("SourceArn"):
             items = [c for c in items if (c.get("Source") or {}).get("SourceArn") == request["SourceArn"]]
@@ -209,6 +266,59 @@ class Experiments:
 
 
 _ARN_KIND = {EXPERIMENT: "experiment", TRIAL: "experiment-trial", COMPONENT: "experiment-trial-component"}
+
+
+def job_component_fields(job: dict, status_key: str, start_key: str, end_key: str) -> dict:
+    """The trial component members AWS derives from a job's description (pure)."""
+    fields: dict[str, Any] = {}
+    status = {"PrimaryStatus": job[status_key]}
+    if job.get("FailureReason"):
+        status["Message"] = job["FailureReason"]
+    fields["Status"] = status
+    if job.get(start_key):
+        fields["StartTime"] = job[start_key]
+    if job.get(end_key):
+        fields["EndTime"] = job[end_key]
+    fields["LastModifiedTime"] = job.get("LastModifiedTime") or job.get("CreationTime")
+    if "TrainingJobArn" in job:
+        fields.update(_training_fields(job))
+    return fields
+
+
+def _training_fields(job: dict) -> dict:
+    parameters: dict[str, dict] = {}
+    for key, value in (job.get("HyperParameters") or {}).items():
+        parameters[key] = _parameter(value)
+    resources = job.get("ResourceConfig") or {}
+    if resources.get("InstanceType"):
+        parameters["SageMaker.InstanceType"] = {"StringValue": resources["InstanceType"]}
+    for key in ("InstanceCount", "VolumeSizeInGB"):
+        if resources.get(key) is not None:
+            parameters[f"SageMaker.{key}"] = {"NumberValue": float(resources[key])}
+    inputs = {c["ChannelName"]: _clean({"Value": c["DataSource"].get("S3DataSource", {}).get("S3Uri"),
+                                        "MediaType": c.get("ContentType")})
+              for c in job.get("InputDataConfig") or [] if c.get("DataSource", {}).get("S3DataSource")}
+    image = (job.get("AlgorithmSpecification") or {}).get("TrainingImage")
+    if image:
+        inputs["SageMaker.ImageUri"] = {"Value": image}
+    fields: dict[str, Any] = {"Parameters": parameters, "InputArtifacts": inputs}
+    model = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if model:
+        fields["OutputArtifacts"] = {"SageMaker.ModelArtifact": {"Value": model}}
+    metrics = [{"MetricName": m["MetricName"], "SourceArn": job["TrainingJobArn"], "TimeStamp": m["Timestamp"],
+                "Max": m["Value"], "Min": m["Value"], "Last": m["Value"], "Count": 1, "Avg": m["Value"], "StdDev": 0.0}
+               for m in job.get("FinalMetricDataList") or []]  # only the final value of each metric is kept
+    if metrics:
+        fields["Metrics"] = metrics
+    return fields
+
+
+def _parameter(value: str) -> dict:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return {"StringValue": str(value)}
+    return {"NumberValue": number} if number == number and abs(number) != float("inf") else {"StringValue": value}
 
 
 def _clean(doc: dict) -> dict:

@@ -3,6 +3,11 @@
 A tuning job runs on its own thread: it creates training jobs (``<tuning job>-<NNN>-<8 hex>``)
 through the training family, at most ``MaxParallelTrainingJobs`` at a time, reads each job's
 objective metric from its ``FinalMetricDataList`` and keeps the best one.
+
+The objective must be one of the MetricDefinitions or, for a built-in algorithm (XGBoost, k-NN), one
+of the metrics the algorithm is tuned on (``runtime/algorithms/metrics.py``; no MetricDefinitions
+needed, as on AWS). As on AWS, the tuning job gets the experiment ``<tuning job>-aws-tuning-job``
+with a trial ``<training job>-aws-training-job`` per training job, holding that job's trial component.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import time
 from typing import Any
 
 from smlocal.errors import ResourceInUse, ResourceNotFound, ServiceError, ValidationError
+from smlocal.runtime.algorithms import metrics as builtin_metrics
 from smlocal.runtime.images import UnresolvableImage, resolve_runtime
 from smlocal.service import tuning_search as search
 from smlocal.service.common import Account, list_page, now, pick
@@ -32,15 +38,22 @@ _SUMMARY = ("HyperParameterTuningJobName", "HyperParameterTuningJobArn", "HyperP
             "CreationTime", "HyperParameterTuningEndTime", "LastModifiedTime", "TrainingJobStatusCounters",
             "ObjectiveStatusCounters")
 _COUNTERS = {"Completed": 0, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 0, "Stopped": 0}
+# AWS's wording (seen in aws/sagemaker-python-sdk#3932 and aws/amazon-sagemaker-examples#1207)
+_NO_METRIC = ("A metric is required for this hyperparameter tuning job objective. Provide a metric in the metric "
+              "definitions.")
+EXPERIMENT_SUFFIX = "-aws-tuning-job"
+TRIAL_SUFFIX = "-aws-training-job"
 
 
 class TuningJobs:
     """Create/Describe/List/Stop hyperparameter tuning jobs and ListTrainingJobsForHyperParameterTuningJob."""
 
-    def __init__(self, store: Store, account: Account, service, poll_seconds: float = 0.1):
+    def __init__(self, store: Store, account: Account, service, poll_seconds: float = 0.1,
+                 experiments=None):
         self._store = store
         self._account = account
         self._service = service
+        self._experiments = experiments
         self._poll = poll_seconds
         self._stops: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
@@ -77,12 +90,12 @@ class TuningJobs:
         objective = config.get("HyperParameterTuningJobObjective") or definition.get("TuningObjective")
         if not objective:
             raise ValidationError("HyperParameterTuningJobObjective is required.")
+        if not definition.get("ResourceConfig") and not definition.get("HyperParameterTuningResourceConfig"):
+            raise ValidationError("The TrainingJobDefinition must specify either ResourceConfig or "
+                                  "HyperParameterTuningResourceConfig.")
         ranges = config.get("ParameterRanges") or definition.get("HyperParameterRanges") or {}
         search.validate({**config, "ParameterRanges": ranges})
-        metrics = self._metric_definitions(definition)
-        if objective["MetricName"] not in [m["Name"] for m in metrics]:
-            raise ValidationError(f"The objective metric {objective['MetricName']} is not defined in the "
-                                  "algorithm's MetricDefinitions.")
+        metrics = self._metric_definitions(definition, objective["MetricName"])
         arn = self._account.arn("hyper-parameter-tuning-job", name)
         stamp = now()
         doc = {
@@ -96,26 +109,54 @@ class TuningJobs:
         if not self._store.insert(KIND, name, doc):
             raise ResourceInUse(f"Hyperparameter tuning job names must be unique within an AWS account and region, "
                                 f"and a tuning job with this name already exists ({arn})")
+        self._experiment(doc)
         stop = self._stops[name] = threading.Event()
         thread = threading.Thread(target=self._run, args=(name, stop), name=f"smlocal-tuning-{name}", daemon=True)
         self._threads.append(thread)
         thread.start()
         return {"HyperParameterTuningJobArn": arn}
 
-    def _metric_definitions(self, definition: dict) -> list[dict]:
+    def _metric_definitions(self, definition: dict, objective: str) -> list[dict]:
+        """The MetricDefinitions the training jobs get; raises AWS's error if the objective is not emitted."""
+        given = definition["AlgorithmSpecification"].get("MetricDefinitions") or []
+        if any(m.get("Name") == objective for m in given):
+            return given
+        algorithm = self._builtin_algorithm(definition)
+        if algorithm and objective in builtin_metrics.objectives(algorithm):
+            return given  # the service knows the built-in algorithm's metrics: none need defining
+        raise ValidationError(_NO_METRIC)
+
+    @staticmethod
+    def _builtin_algorithm(definition: dict) -> str | None:
         spec = definition["AlgorithmSpecification"]
-        if spec.get("MetricDefinitions"):
-            return spec["MetricDefinitions"]
         try:
             runtime = resolve_runtime(spec.get("TrainingImage") or "", has_entry_point=bool(
                 (definition.get("StaticHyperParameters") or {}).get("sagemaker_program")))
         except UnresolvableImage:
-            return []
-        if runtime.kind == "algorithm" and runtime.algorithm == "xgboost":
-            from smlocal.runtime.algorithms.xgboost_algo import METRIC_DEFINITIONS
+            return None
+        return runtime.algorithm if runtime.kind == "algorithm" else None
 
-            return METRIC_DEFINITIONS  # the built-in algorithm's own definitions, as the service applies them
-        return []
+    def _experiment(self, doc: dict) -> None:
+        if self._experiments is None:
+            return
+        try:
+            self._experiments.ensure_experiment(doc["HyperParameterTuningJobName"] + EXPERIMENT_SUFFIX, {
+                "SourceArn": doc["HyperParameterTuningJobArn"], "SourceType": "SageMakerHyperParameterTuningJob"})
+        except ServiceError as exc:
+            log.warning("could not create the experiment of tuning job %s: %s", doc["HyperParameterTuningJobName"],
+                        exc)
+
+    def _trial(self, doc: dict, child: str, arn: str) -> None:
+        """The training job's trial in the tuning job's experiment, holding the job's trial component."""
+        if self._experiments is None:
+            return
+        trial = child + TRIAL_SUFFIX
+        try:
+            self._experiments.ensure_trial(doc["HyperParameterTuningJobName"] + EXPERIMENT_SUFFIX, trial,
+                                           {"SourceArn": arn, "SourceType": "SageMakerTrainingJob"})
+            self._experiments.record_job(trial, "training-job", child)
+        except ServiceError as exc:
+            log.warning("could not record training job %s in its tuning experiment: %s", child, exc)
 
     def _job(self, name: str) -> dict:
         doc = self._store.get(KIND, name)
@@ -142,8 +183,8 @@ class TuningJobs:
         return result
 
     def stop(self, request: dict[str, Any]) -> dict[str, Any]:
-        name = request["HyperParameterTuningJobName"]
-        doc = self._job(name)
+        doc = self._job(request["HyperParameterTuningJobName"])
+        name = doc["HyperParameterTuningJobName"]  # as created (the request's case may differ)
         if doc["HyperParameterTuningJobStatus"] != "InProgress":
             raise ValidationError(f"The hyperparameter tuning job is in status {doc['HyperParameterTuningJobStatus']}"
                                   " and cannot be stopped.")
@@ -203,7 +244,8 @@ class TuningJobs:
                 tuned = pending.pop(0)
                 child = f"{name}-{index:03d}-{secrets.token_hex(4)}"
                 try:
-                    self._service.call("CreateTrainingJob", self._training_request(doc, child, tuned))
+                    created = self._service.call("CreateTrainingJob", self._training_request(doc, child, tuned))
+                    self._trial(doc, child, created["TrainingJobArn"])
                 except ServiceError as exc:
                     self._record(name, {"TrainingJobName": child, "TrainingJobArn": self._account.arn(
                         "training-job", child), "TuningJobName": name, "CreationTime": now(),
@@ -233,11 +275,14 @@ class TuningJobs:
         definition = doc["TrainingJobDefinition"]
         spec = {k: v for k, v in definition["AlgorithmSpecification"].items()
                 if k in ("TrainingImage", "TrainingInputMode", "AlgorithmName")}
-        spec["MetricDefinitions"] = doc["_MetricDefinitions"]
+        if doc["_MetricDefinitions"]:
+            spec["MetricDefinitions"] = doc["_MetricDefinitions"]
         hyperparameters = {**(definition.get("StaticHyperParameters") or {}), **tuned,
                            "_tuning_objective_metric": doc["_Objective"]["MetricName"]}
         request = {"TrainingJobName": child, "AlgorithmSpecification": spec, "HyperParameters": hyperparameters}
         request.update({k: copy.deepcopy(definition[k]) for k in _TRAINING_KEYS if k in definition})
+        if "ResourceConfig" not in request:
+            request["ResourceConfig"] = _resource_config(definition["HyperParameterTuningResourceConfig"])
         return request
 
     def _summary(self, doc: dict, job: dict, tuned: dict) -> dict:
@@ -283,6 +328,18 @@ class TuningJobs:
             self._store.update(KIND, name, change)
         except Exception:  # noqa: BLE001 - the store may be closed at shutdown
             log.warning("could not record the end of tuning job %s", name)
+
+
+def _resource_config(tuning: dict) -> dict:
+    """The ResourceConfig of a training job from HyperParameterTuningResourceConfig (what SDK v2 sends).
+
+    With ``InstanceConfigs`` (several instance types, Prioritized) the first one is used.
+    """
+    chosen = (tuning.get("InstanceConfigs") or [tuning])[0]
+    config = {k: chosen[k] for k in ("InstanceType", "InstanceCount", "VolumeSizeInGB") if k in chosen}
+    if tuning.get("VolumeKmsKeyId"):
+        config["VolumeKmsKeyId"] = tuning["VolumeKmsKeyId"]
+    return config
 
 
 def _in_progress(delta: int):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROLE, SKLEARN_IMAGE, unique, upload_sourcedir
+from conftest import ROLE, SKLEARN_IMAGE, unique, upload_sourcedir, wait_status
 from pipeline_support import create_pipeline, start, steps_of, wait_execution
 
 # score peaks at xval = 3 (one-letter names would be passed as "-x": the toolkit gives them one dash) and is better for the "good" flavour
@@ -43,17 +42,6 @@ def _config(strategy: str, ranges: dict, jobs: int | None, parallel: int) -> dic
     return {"Strategy": strategy, "ResourceLimits": limits, "ParameterRanges": ranges, "RandomSeed": 7,
             "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"}}
 
-
-def _wait(sm, name: str, timeout: float = 300) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        if job["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"tuning job {name} did not finish")
-
-
 @pytest.fixture
 def code(s3, bucket):
     return upload_sourcedir(s3, bucket, {"train.py": SCRIPT})
@@ -65,7 +53,8 @@ def test_random_search_keeps_the_best_job(sm, bucket, code):
               "CategoricalParameterRanges": [{"Name": "flavour", "Values": ["plain", "good"]}]}
     sm.create_hyper_parameter_tuning_job(HyperParameterTuningJobName=name, TrainingJobDefinition=_definition(bucket, code),
                                          HyperParameterTuningJobConfig=_config("Random", ranges, 4, 2))
-    job = _wait(sm, name)
+    job = wait_status(lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+                      "HyperParameterTuningJobStatus", 300)
     assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
     assert job["TrainingJobStatusCounters"]["Completed"] == 4
     assert job["ObjectiveStatusCounters"] == {"Succeeded": 4, "Pending": 0, "Failed": 0}
@@ -91,7 +80,8 @@ def test_grid_search_tries_every_combination(sm, bucket, code):
               "CategoricalParameterRanges": [{"Name": "flavour", "Values": ["plain", "good"]}]}
     sm.create_hyper_parameter_tuning_job(HyperParameterTuningJobName=name, TrainingJobDefinition=_definition(bucket, code),
                                          HyperParameterTuningJobConfig=_config("Grid", ranges, None, 3))
-    job = _wait(sm, name)
+    job = wait_status(lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+                      "HyperParameterTuningJobStatus", 300)
     assert job["TrainingJobStatusCounters"]["Completed"] == 6
     assert job["BestTrainingJob"]["TunedHyperParameters"] == {"xval": "3", "flavour": "good"}
     with pytest.raises(ClientError) as exc:

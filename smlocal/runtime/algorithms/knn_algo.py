@@ -26,7 +26,7 @@ first column (``label_size`` defaults to 1 and must be 1). RecordIO-protobuf is 
 With a ``test`` channel the job logs ``test:accuracy`` (classifier) or ``test:mse`` (regressor),
 both as the documented ``#test_score (algo-1) : ('accuracy', 0.98)`` line and as a
 ``#quality_metric: host=algo-1, test accuracy <score>=0.98`` line (the form of the first-party
-algorithms' MetricDefinitions, see ``METRIC_DEFINITIONS``).
+algorithms' MetricDefinitions, see ``metrics.definitions("knn")``).
 
 Prediction: classifier = majority label among the k neighbours (ties go to the label whose nearest
 member is closest); regressor = mean label. Verbose output lists ``distances`` and ``labels`` of
@@ -58,16 +58,13 @@ from typing import Any
 import numpy as np
 
 from smlocal.runtime.algorithms import common
+from smlocal.runtime.algorithms import metrics as builtin_metrics
 from smlocal.runtime.algorithms.common import ClientError, AlgorithmError
 
 MODEL_NAME = "model_algo-1"
 FORMAT = "smlocal-knn-v1"
 FAILURE_STYLE = "prefixed"
 DEFAULT_VERSION = "1"
-METRIC_DEFINITIONS = [
-    {"Name": "test:accuracy", "Regex": r"#quality_metric: host=\S+, test accuracy <score>=(\S+)"},
-    {"Name": "test:mse", "Regex": r"#quality_metric: host=\S+, test mse <loss>=(\S+)"},
-]
 PQ_M_VALUES = (1, 2, 3, 4, 8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96)
 _CHUNK = 2048  # queries per distance block
 
@@ -286,11 +283,11 @@ def train(opt_ml: pathlib.Path, framework_version: str = DEFAULT_VERSION) -> Non
         tx, ty = _read_channel(opt_ml, "test", channels["test"], hp["feature_dim"])
         pred, _, _ = model.predict(tx)
         if hp["predictor_type"] == "classifier":
-            name, value, kind = "accuracy", float(np.mean(pred == ty)), "score"
+            name, value = "accuracy", float(np.mean(pred == ty))
         else:
-            name, value, kind = "mse", float(np.mean((pred.astype(np.float64) - ty) ** 2)), "loss"
+            name, value = "mse", float(np.mean((pred.astype(np.float64) - ty) ** 2))
         _log(f"#test_score (algo-1) : ('{name}', {value!r})")
-        _log(f"#quality_metric: host=algo-1, test {name} <{kind}>={value!r}")
+        _log(builtin_metrics.knn_line(name, value))
     save_model(model, opt_ml / "model")
 
 

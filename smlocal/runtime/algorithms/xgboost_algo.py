@@ -17,8 +17,8 @@ Training
     channels are not emulated (ClientError saying so). Pipe mode channels are read from the channel
     directory like File mode.
   * one evaluation line per round on stdout, the XGBoost EvaluationMonitor format with the tab
-    rendered as ``#011`` (how CloudWatch shows it, and what the service's MetricDefinitions --
-    ``METRIC_DEFINITIONS`` below, from the container's ``algorithm_mode/metrics.py`` -- expect):
+    rendered as ``#011`` (how CloudWatch shows it, and what the service's MetricDefinitions for
+    the built-in image -- ``metrics.definitions("xgboost")`` -- expect):
     ``[0]#011train-rmse:9.12345#011validation-rmse:9.23456``.
   * custom metrics computed by the container in Python (accuracy, f1, mse, r2, precision, recall,
     ...) are computed here too; early stopping uses the last tuning/eval metric on ``validation``
@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from smlocal.runtime.algorithms import common
+from smlocal.runtime.algorithms import metrics as builtin_metrics
 from smlocal.runtime.algorithms.common import HP, ClientError, AlgorithmError, Interval
 
 SUPPORTED_VERSIONS = ("1", "0.90-1", "0.90-2", "1.0-1", "1.2-1", "1.2-2", "1.3-1", "1.5-1", "1.7-1", "3.0-5")
@@ -68,14 +69,10 @@ MODEL_NAME = "xgboost-model"
 LOG_TAB = "#011"  # a tab as CloudWatch renders it; the MetricDefinitions regexes contain it
 FAILURE_STYLE = "framework"  # see common.failure_text
 
-MAXIMIZE_METRICS = ["accuracy", "auc", "aucpr", "balanced_accuracy", "f1", "f1_binary", "f1_macro", "map",
-                    "ndcg", "precision", "precision_macro", "precision_micro", "r2", "recall",
-                    "recall_macro", "recall_micro"]
-MINIMIZE_METRICS = ["aft-nloglik", "cox-nloglik", "error", "gamma-deviance", "gamma-nloglik",
-                    "interval-regression-accuracy", "logloss", "mae", "mape", "merror", "mlogloss", "mphe",
-                    "mse", "poisson-nloglik", "rmse", "rmsle", "tweedie-nloglik"]
-METRIC_DEFINITIONS = [{"Name": f"validation:{m}", "Regex": f".*\\[[0-9]+\\].*#011validation-{m}:(\\S+)"}
-                      for m in MAXIMIZE_METRICS + MINIMIZE_METRICS]
+# the metric names and tunable objectives live in the pure table module (metrics.py)
+MAXIMIZE_METRICS = list(builtin_metrics.XGBOOST_MAXIMIZE)
+MINIMIZE_METRICS = list(builtin_metrics.XGBOOST_MINIMIZE)
+TUNING_OBJECTIVES = sorted(builtin_metrics.objectives("xgboost"))
 
 _OBJECTIVES = ["aft_loss_distribution", "binary:logistic", "binary:logitraw", "binary:hinge", "count:poisson",
                "multi:softmax", "multi:softprob", "rank:pairwise", "rank:ndcg", "rank:map", "reg:linear",
@@ -166,7 +163,7 @@ def hyperparameter_table(version: str) -> list[HP]:
         HP("base_score", "float", pos), HP("huber_slope", "float", Interval(min_open=0)),
         HP("aft_loss_distribution", "str", ["normal", "logistic", "extreme"]),
         HP("aft_loss_distribution_scale", "float", Interval(min_open=0)),
-        HP("_tuning_objective_metric", "str", [d["Name"] for d in METRIC_DEFINITIONS]),
+        HP("_tuning_objective_metric", "str", TUNING_OBJECTIVES),
         HP("eval_metric", "list", _eval_metric_ok, shown=str(MAXIMIZE_METRICS + MINIMIZE_METRICS)),
         HP("seed", "int", Interval(min_open=-2 ** 31, max_open=2 ** 31 - 1)),
         HP("deterministic_histogram", "str", ["true", "false"]),

@@ -12,6 +12,7 @@ from sklearn.datasets import load_iris
 
 from smlocal.runtime.algorithms import common
 from smlocal.runtime.algorithms import knn_algo as knn
+from smlocal.runtime.algorithms import metrics
 
 CSV = {"ContentType": "text/csv", "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
 
@@ -60,7 +61,7 @@ def test_classifier_accuracy_and_test_metric_lines(tmp_path, iris, capsys):
     knn.train(root, "1")
     out = capsys.readouterr().out
     assert re.search(r"#test_score \(algo-1\) : \('accuracy', 0\.9\d*", out) or "('accuracy', 1.0)" in out
-    regex = next(d["Regex"] for d in knn.METRIC_DEFINITIONS if d["Name"] == "test:accuracy")
+    regex = next(d["Regex"] for d in metrics.definitions("knn") if d["Name"] == "test:accuracy")
     score = float(re.search(regex, out).group(1))
     assert score >= 0.9
     model = knn.load_model(root / "model")

@@ -48,3 +48,25 @@ def test_sdk_session_module_is_patched_after_install(monkeypatch):
 
     assert isinstance(sagemaker.session.time, compat._FastTime)
     assert os.environ["SMLOCAL_ENDPOINT"] == "http://127.0.0.1:1"
+
+
+def test_fast_waiter_config_keeps_botocore_budget():
+    # botocore waits Delay * (MaxAttempts - 1) before its last attempt; polling every 0.2 s fills it
+    assert compat.fast_waiter_config(540, 3, 0.2) == {"Delay": 0.2, "MaxAttempts": 5401}
+    assert compat.fast_waiter_config(1, 2, 0.2) == {"Delay": 0.2, "MaxAttempts": 6}
+    assert compat.fast_waiter_config(0.1, 5, 0.2) == {"Delay": 0.1, "MaxAttempts": 5}  # already fast
+    assert compat.fast_waiter_config(30, 1, 0.2) == {"Delay": 30.0, "MaxAttempts": 1}  # one attempt, no wait
+
+
+def test_real_timeout_on_a_skipping_clock_passes_in_real_time(monkeypatch):
+    monkeypatch.setenv("SMLOCAL_POLL_SECONDS", "0.01")
+    module = types.ModuleType("fake_tailer")
+    module.time = time
+    compat.patch_polling(module)
+    timeout = compat.RealTimeout(0.5)
+    end = module.time.time() + timeout
+    module.time.sleep(30)  # the clock skips 30 s ahead, the deadline has not passed
+    assert not module.time.time() > end
+    time.sleep(0.6)
+    assert module.time.time() > end
+    assert "Timeout Exceeded. {} seconds elapsed.".format(compat.RealTimeout(60)) == "Timeout Exceeded. 60 seconds elapsed."

@@ -9,7 +9,8 @@ allowed Origins, the admin token, and SigV4 verification when bound beyond loopb
 4. STS ``GetCallerIdentity`` from smlocal's client credentials → the execution role's identity;
 5. S3, when smlocal runs the durable store (:attr:`Gateway.s3_proxy`) → the store, re-signed
    (:mod:`smlocal.gateway.s3proxy`);
-6. everything else (S3, STS, IAM, CloudWatch Logs, SQS ...) → moto, in process.
+6. everything else (S3, STS, IAM, CloudWatch Logs, SQS ...) → moto, in process; an action moto
+   lacks is a ``NotImplementedBySmlocal`` (501) error in the service's own protocol.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import botocore.session
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from smlocal.auth import credential_scope_service, verify_sigv4
-from smlocal.errors import ServiceError, UnknownOperation
+from smlocal.errors import NotImplementedBySmlocal, ServiceError, UnknownOperation
 from smlocal.gateway import boundary, s3proxy
 from smlocal.gateway.boundary import BoundaryPolicy
 from smlocal.service.validation import validate_input
@@ -139,7 +140,28 @@ class Gateway:
             return self._caller_identity(start_response)
         if self.s3_proxy is not None and s3proxy.is_s3_request(environ):
             return self.s3_proxy(environ, start_response)
-        return self._moto(environ, start_response)
+        return self._moto_call(environ, start_response)
+
+    # ---- the other services (moto)
+    def _moto_call(self, environ, start_response) -> Iterable[bytes]:
+        """moto's answer; an action moto lacks (it raises NotImplementedError) or a moto failure is
+        answered as an AWS error in the request's protocol (query XML, JSON or REST-XML), never a bare 500."""
+        scope = credential_scope_service(boundary.wsgi_headers(environ), environ.get("QUERY_STRING", ""))
+        protocol = boundary.protocol_of(environ, scope or "")
+        body = _peek_body(environ) if protocol == "query" else b""  # small form bodies: the Action is in them
+        try:
+            return self._moto(environ, start_response)
+        except NotImplementedError as exc:
+            service, action = _service_name(scope), _action_of(environ, body, protocol)
+            log.warning("%s %s is not implemented by moto: %s", service, action, exc)
+            refusal = boundary.Refusal(NotImplementedBySmlocal.status, NotImplementedBySmlocal.code,
+                                       f"The {service} operation {action} is not implemented by smlocal "
+                                       f"(moto: {exc}).")
+        except Exception as exc:  # noqa: BLE001 - never a stack trace (or an HTML page) to the client
+            log.exception("moto failed on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            refusal = boundary.Refusal(500, "InternalFailure", f"smlocal internal error in {_service_name(scope)}: "
+                                       f"{type(exc).__name__}: {exc}")
+        return _refuse(start_response, refusal, protocol)
 
     def _answers_sagemaker(self, environ, scope: str | None = None) -> bool:
         """Whether smlocal's SageMaker answers this request (control plane or runtime), not S3 or moto.
@@ -233,6 +255,29 @@ class Gateway:
 def _is_sagemaker_target(target: str) -> bool:
     """``SageMaker.<Op>``, or any X-Amz-Target moto does not serve (answered as an unknown operation)."""
     return target.startswith("SageMaker.") or bool(target and not moto_serves_target(target))
+
+
+def _service_name(scope: str | None) -> str:
+    """The AWS name of the service a request is signed for (``"IAM"``, ``"CloudWatch Logs"``)."""
+    if not scope:
+        return "AWS"
+    try:
+        return botocore.session.get_session().get_service_model(scope).service_id
+    except Exception:  # noqa: BLE001 - a scope botocore does not know (e.g. a service alias)
+        return scope
+
+
+def _action_of(environ, body: bytes, protocol: str) -> str:
+    """The operation a request calls: its query ``Action``, its X-Amz-Target's operation, or method and path."""
+    if protocol == "query":
+        fields = parse_qs(environ.get("QUERY_STRING", "")) | parse_qs(body.decode("utf-8", "replace"))
+        if fields.get("Action"):
+            return fields["Action"][0]
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    query = environ.get("QUERY_STRING", "")
+    return f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}{'?' + query if query else ''}"
 
 
 def _read_body(environ) -> bytes:

@@ -203,3 +203,26 @@ def test_channel_named_dot_or_dot_dot_is_refused(sm, channel):
             StoppingCondition={"MaxRuntimeInSeconds": 60})
     code, message = caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
     assert code == "ValidationException" and "cannot be '.' or '..'" in message
+
+
+def test_an_action_moto_lacks_is_an_aws_error_in_the_services_protocol(emulator):
+    """moto's NotImplementedError (its Flask app's HTML 500) becomes NotImplementedBySmlocal (501), in the
+    service's own protocol: query XML for IAM (SDK v3's ModelTrainer calls SimulatePrincipalPolicy),
+    JSON for CloudWatch Logs."""
+    from botocore.exceptions import ClientError
+
+    iam = emulator.client("iam")
+    with pytest.raises(ClientError) as exc:
+        iam.simulate_principal_policy(PolicySourceArn=f"arn:aws:iam::{emulator.settings.account_id}:role/x",
+                                      ActionNames=["s3:GetObject"])
+    error, meta = exc.value.response["Error"], exc.value.response["ResponseMetadata"]
+    assert (error["Code"], meta["HTTPStatusCode"]) == ("NotImplementedBySmlocal", 501)
+    assert error["Message"].startswith("The IAM operation SimulatePrincipalPolicy is not implemented by smlocal")
+    assert meta["HTTPHeaders"]["content-type"] == "text/xml"
+    logs = emulator.client("logs")
+    with pytest.raises(ClientError) as exc:
+        logs.list_anomalies()
+    error, meta = exc.value.response["Error"], exc.value.response["ResponseMetadata"]
+    assert (error["Code"], meta["HTTPStatusCode"]) == ("NotImplementedBySmlocal", 501)
+    assert error["Message"].startswith("The CloudWatch Logs operation ListAnomalies is not implemented by smlocal")
+    assert meta["HTTPHeaders"]["content-type"] == "application/x-amz-json-1.1"

@@ -403,3 +403,35 @@ def test_an_unprivileged_user_gets_the_same_sandbox(tmp_path):
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(host_file.parent, ignore_errors=True)
+
+
+# ---- the host's mounts change while a job starts (e.g. Docker containers starting and ending)
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs on the host needs root (CI runs as root)")
+def test_a_host_mount_that_vanishes_between_plan_and_start_does_not_fail_the_job(data, monkeypatch):
+    import subprocess
+
+    from smlocal.runtime.backends import process
+
+    mountpoint = Path(tempfile.mkdtemp(prefix="smlocal-vanishing-", dir="/var/tmp"))
+    inner = mountpoint / "merged"
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mountpoint)], check=True)
+    inner.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(inner)], check=True)
+    real_encode = process.encode_plan
+
+    def plan_then_the_mount_goes(plan):  # the race made certain: the plan names a mount that then ends
+        assert any(str(inner) in map(str, step) for step in plan["steps"]), "the plan must name the mount"
+        subprocess.run(["umount", "-l", str(inner)], check=True)
+        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
+        mountpoint.rmdir()  # its folder goes too, as a removed container's does
+        return real_encode(plan)
+
+    monkeypatch.setattr(process, "encode_plan", plan_then_the_mount_goes)
+    try:
+        result, lines = data.run("vanishing", "print('ran')")
+        assert result.exit_code == 0, result.stderr_tail
+        assert "ran" in lines, lines
+    finally:
+        subprocess.run(["umount", "-l", str(inner)], capture_output=True)
+        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+        shutil.rmtree(mountpoint, ignore_errors=True)

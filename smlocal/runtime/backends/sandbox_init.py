@@ -105,13 +105,20 @@ class _View:
         self.notes: list[str] = []
         self.prefix = plan["scratch"] + "/root"
         self.scratch = os.open(plan["scratch"], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.sources = {i: os.open(plan["steps"][i][1], os.O_PATH | os.O_CLOEXEC) for i in source_order(plan)}
+        self.sources: dict[int, int] = {}
+        for i in source_order(plan):
+            try:
+                self.sources[i] = os.open(plan["steps"][i][1], os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                pass  # a mount gone since the plan was made (e.g. a container's root that just ended)
         self.null = os.open("/dev/null", os.O_PATH | os.O_CLOEXEC)
         for name in ("upper", "work"):
             os.mkdir(name, 0o700, dir_fd=self.scratch)
 
     def build(self) -> None:
         for i, step in enumerate(self.plan["steps"]):
+            if step[0] in SOURCED and i not in self.sources:
+                continue  # its host source vanished: there is nothing to show
             getattr(self, "_" + step[0])(i, *step[1:])
         _check(_libc.umount2(OLD_ROOT.encode(), MNT_DETACH), "umount the host's root")
         os.rmdir(OLD_ROOT)
@@ -130,7 +137,10 @@ class _View:
     def _dir(self, _i, path) -> None:
         target = self.prefix + path
         os.mkdir(target)
-        os.chmod(target, os.stat(path).st_mode & 0o7777)
+        try:
+            os.chmod(target, os.stat(path).st_mode & 0o7777)
+        except FileNotFoundError:
+            pass  # gone from the host since the plan was made (a folder of a container that ended)
 
     def _link(self, _i, path, target) -> None:
         os.symlink(target, self.prefix + path)

@@ -401,26 +401,34 @@ def training_layout(
 
 
 def script_command(
-    program: str, args: Iterable[str], *, python: str, package: bool = False,
+    program: str, args: Iterable[str], *, python: str, package: bool = False, framework: str | None = None,
     capture_error: bool = False, hardened: bool = False,
 ) -> tuple[str, ...]:
-    """The argv the toolkit runs for a script-mode entry point (from /opt/ml/code).
+    """The argv the image's toolkit runs for a script-mode entry point (from /opt/ml/code).
 
-    ``.sh`` and other non-``.py`` names run as ``/bin/sh -c "./prog args"`` with shell-quoted
-    args (the runner must make the file executable); ``.py`` as ``python prog args``; with a
-    setup.py in the code directory (``package``) as ``python -m module args``.
+    ``sagemaker-training`` (scikit-learn, PyTorch, TensorFlow, Hugging Face images) picks the
+    entry point's type as its ``_entry_point_type.get`` does: a ``.sh`` name is a command; else a
+    setup.py in the code directory (``package``) makes a Python package, run as
+    ``python -m module args``; else a ``.py`` name is a Python program, ``python prog args``; any
+    other name is a command, ``/bin/sh -c "./prog args"`` with shell-quoted args (the runner must
+    make the file executable). The XGBoost image's toolkit (``sagemaker-containers``
+    ``modules.run_module``) runs every entry point as a module instead: ``python -m name args``,
+    ``name`` being the program without ``.py``, whatever its type.
 
     Args:
         program: The entry point (``sagemaker_program``).
         args: The user arguments (JobLayout.args).
         python: The interpreter.
         package: The code directory holds a setup.py.
+        framework: The image's framework (images.Runtime.framework); ``xgboost`` runs modules.
         capture_error: The image runs the script capturing stderr (PyTorch, TensorFlow, Hugging
             Face): toolkit 4.x then gives the joined command line to ``/bin/sh -c``. Without it
             (scikit-learn) toolkit 4.x strips double quotes from the ends of the last word.
         hardened: Toolkit 5.1.4 instead: plain argv, ``python -- prog``, quoted program name.
     """
     args = [_text(a) for a in args]
+    if framework == "xgboost":
+        return (python, "-m", program[:-3] if program.endswith(".py") else program, *args)
     if program.endswith(".sh") or not (package or program.endswith(".py")):
         line = "./%s %s" % (shlex.quote(program) if hardened else program,
                             " ".join(shlex.quote(a) for a in args))

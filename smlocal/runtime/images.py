@@ -7,6 +7,9 @@ a runtime it can run as a local process:
   *script mode*: the user's entry point under this machine's Python;
 * built-in algorithm images (XGBoost without an entry point, KNN) run smlocal's emulation of the
   algorithm with the real library;
+* Python images (SageMaker base Python, SageMaker Distribution: what SDK ``@remote``/``@step``
+  functions run in outside Studio) run a job's ContainerEntrypoint under this machine's Python,
+  which has the SageMaker SDK;
 * anything else must be mapped in ``[tool.smlocal.images]``; an unmapped image fails the job with a
   reason naming that setting.
 """
@@ -35,6 +38,11 @@ FRAMEWORK_REPOSITORIES = {
     "huggingface-pytorch-training": "huggingface",
     "huggingface-pytorch-inference": "huggingface",
 }
+
+# Python images with the SageMaker SDK and no training toolkit of their own, as the SDK names them:
+# image_uris.get_base_python_image_uri (sagemaker-base-python-310) and the SageMaker Distribution
+# (sagemaker-distribution-prod)
+PYTHON_REPOSITORIES = re.compile(r"^(?:sagemaker-base-python(?:-\d+)?|sagemaker-distribution(?:-[a-z]+)?)$")
 
 # built-in algorithms smlocal emulates (repository name → algorithm)
 EMULATED_ALGORITHMS = {"knn": "knn"}
@@ -68,7 +76,7 @@ class ImageRef:
 
 @dataclass(frozen=True)
 class Runtime:
-    """What runs a job. ``kind`` is 'framework', 'algorithm' or 'custom'."""
+    """What runs a job. ``kind`` is 'framework', 'algorithm', 'python' or 'custom'."""
 
     kind: str
     image: str
@@ -113,6 +121,8 @@ def resolve_runtime(uri: str, *, has_entry_point: bool) -> Runtime:
         return Runtime("algorithm", uri, algorithm="xgboost", version=ref.version or "1")
     if repo in FRAMEWORK_REPOSITORIES:
         return Runtime("framework", uri, framework=FRAMEWORK_REPOSITORIES[repo], version=ref.version)
+    if PYTHON_REPOSITORIES.match(repo):
+        return Runtime("python", uri, version=ref.tag)
     if repo in EMULATED_ALGORITHMS:
         return Runtime("algorithm", uri, algorithm=EMULATED_ALGORITHMS[repo], version=ref.tag)
     if repo in OTHER_BUILTIN_ALGORITHMS:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROLE, SKLEARN_IMAGE, aws_error, unique
+from conftest import ROLE, SKLEARN_IMAGE, aws_error, tar_gz, unique
 
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.0-1-cpu-py3"
 KNN_IMAGE = "382416733822.dkr.ecr.us-east-1.amazonaws.com/knn:1"
@@ -47,17 +47,6 @@ TRAIN = textwrap.dedent(
 )
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
 
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def _iris_model():
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
@@ -71,7 +60,7 @@ def _sklearn_model_tar(model=None, inference: str = INFERENCE) -> bytes:
 
     buf = io.BytesIO()
     joblib.dump(model if model is not None else _iris_model(), buf)
-    return _tar({"model.joblib": buf.getvalue(), "code/inference.py": inference.encode()})
+    return tar_gz({"model.joblib": buf.getvalue(), "code/inference.py": inference.encode()})
 
 
 def _create_sklearn_model(sm, s3, bucket: str, name: str, archive: bytes | None = None) -> None:
@@ -275,7 +264,7 @@ def test_boto3_endpoint_lifecycle_shapes_and_errors(sm, s3, bucket, runtime, emu
 def test_model_archive_escaping_its_folder_fails_the_endpoint(sm, s3, bucket, emulator):
     model, endpoint = unique("bad-archive"), unique("bad-archive-ep")
     # model/ is <data>/jobs/endpoint/<name>/<instance>/model: six levels up is outside the data dir
-    archive = _tar({"model.joblib": b"x", "../evil": b"pwned", "../../../../../../evil-escape": b"pwned",
+    archive = tar_gz({"model.joblib": b"x", "../evil": b"pwned", "../../../../../../evil-escape": b"pwned",
                     "code/inference.py": INFERENCE.encode()})
     _create_sklearn_model(sm, s3, bucket, model, archive)
     _deploy(sm, model, endpoint)
@@ -425,7 +414,7 @@ def test_inference_pipeline_runs_containers_in_series(sm, s3, bucket, runtime):
             return np.asarray(data) * factor
         """
     )
-    s3.put_object(Bucket=bucket, Key="pipe/scale.tar.gz", Body=_tar({"code/scale.py": scale.encode()}))
+    s3.put_object(Bucket=bucket, Key="pipe/scale.tar.gz", Body=tar_gz({"code/scale.py": scale.encode()}))
     s3.put_object(Bucket=bucket, Key="pipe/iris.tar.gz", Body=_sklearn_model_tar())
     env = {"SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}
     model, endpoint = unique("pipe"), unique("pipe-ep")

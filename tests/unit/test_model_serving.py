@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import threading
 import uuid
 
 import numpy as np
 import pytest
 
+from smlocal.runtime import frameworks
 from smlocal.runtime.images import UnresolvableImage, resolve_runtime
 from smlocal.runtime.model_server import _UnixConnection
 from smlocal.runtime.serving import codecs, handlers, plan, responses, worker
 from smlocal.runtime.serving.deployment import Deployment, UnknownVariant, Variant
 
+_IMAGE_PACKAGES = ("sagemaker_containers", "sagemaker_xgboost_container", "sagemaker_algorithm_toolkit")
 SKLEARN = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 XGBOOST = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 KNN = "382416733822.dkr.ecr.us-east-1.amazonaws.com/knn:1"
 TENSORFLOW = "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.13-cpu"
+BASE_PYTHON = "236514542706.dkr.ecr.us-east-1.amazonaws.com/sagemaker-base-python-310:1.0"
+DISTRIBUTION = "885854791233.dkr.ecr.us-east-1.amazonaws.com/sagemaker-distribution-prod:2-cpu"
 SCRIPT_ENV = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}
 
 
@@ -52,7 +57,10 @@ def test_images_map_to_handlers():
 @pytest.mark.parametrize("container, words", [
     ({"Image": SKLEARN, "ModelDataUrl": "s3://b/m"}, "set SAGEMAKER_PROGRAM"),
     ({"Image": SKLEARN, "Mode": "MultiModel", "Environment": SCRIPT_ENV}, "multi-model endpoints"),
-    ({"ModelPackageName": "arn:aws:sagemaker:us-east-1:1:model-package/p/1"}, "Model packages"),
+    ({"ModelPackageName": "arn:aws:sagemaker:us-east-1:1:model-package/p/1"}, "create the model again"),
+    ({"Environment": SCRIPT_ENV}, "no Image to serve"),
+    ({"Image": BASE_PYTHON, "Environment": SCRIPT_ENV}, "with no model server: SageMaker runs the container with 'serve'"),
+    ({"Image": DISTRIBUTION, "ModelDataUrl": "s3://b/m"}, "SageMaker Python image"),
     ({"Image": TENSORFLOW, "Environment": SCRIPT_ENV}, "does not emulate the tensorflow serving container"),
     ({"Image": XGBOOST}, "needs model data"),
 ])
@@ -78,17 +86,6 @@ def test_worker_environment_keeps_user_variables_and_smlocal_settings_win():
 
 
 # ---------------------------------------------------------------- codecs
-def test_sagemaker_containers_csv_is_squeezed_and_cast():
-    assert codecs.sc_csv_to_numpy("1,2\n3,4").tolist() == [[1.0, 2.0], [3.0, 4.0]]
-    assert codecs.sc_csv_to_numpy("1,2,3").shape == (3,)  # one row becomes 1-D, as in the image
-    assert codecs.sc_csv_to_numpy("a,b").tolist() == ["a", "b"]  # the failed cast is swallowed
-    assert codecs.sc_encode(np.array([0, 2]), "text/csv") == "0\n2\n"
-    assert codecs.sc_encode(np.array([[1.5, 2.0]]), "text/csv") == "1.5,2.0\n"
-    assert codecs.sc_encode(np.array([0, 2]), "application/json") == "[0, 2]"
-    array = np.arange(6.0).reshape(2, 3)
-    assert np.array_equal(codecs.sc_decode(codecs.sc_encode(array, "application/x-npy"), "application/x-npy"), array)
-
-
 def test_inference_toolkit_codecs():
     assert codecs.tk_decode("1,2\n3,4", "text/csv").tolist() == [[1.0, 2.0], [3.0, 4.0]]
     assert codecs.tk_encode(np.array([[1, 2]]), "text/csv") == "1,2\n"
@@ -97,7 +94,7 @@ def test_inference_toolkit_codecs():
 
 def test_unsupported_content_type_has_the_toolkit_message():
     with pytest.raises(codecs.UnsupportedFormatError) as exc:
-        codecs.sc_decode(b"x", "text/csv; charset=utf-8")
+        codecs.tk_decode(b"x", "text/csv; charset=utf-8")
     assert str(exc.value).startswith("Content type text/csv; charset=utf-8 is not supported by this framework.\n\n")
     assert "Please implement input_fn to to deserialize the request data" in str(exc.value)
     with pytest.raises(codecs.UnsupportedFormatError):
@@ -137,6 +134,18 @@ def test_not_found_and_failure_texts():
 
 
 # ---------------------------------------------------------------- handlers (in process)
+@pytest.fixture
+def image_packages(monkeypatch):
+    """Puts a framework image's packages on sys.path, as the worker's PYTHONPATH does."""
+    def put(framework: str) -> None:
+        for folder in reversed(frameworks.package_dirs(framework)):
+            monkeypatch.syspath_prepend(folder)
+
+    yield put
+    for name in [m for m in sys.modules if m.split(".")[0] in _IMAGE_PACKAGES]:
+        del sys.modules[name]
+
+
 def _user_module(tmp_path, source: str) -> dict[str, str]:
     name = f"user_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(source)
@@ -153,7 +162,8 @@ def model_fn(model_dir):
 """
 
 
-def test_sklearn_handler_defaults(tmp_path):
+def test_sklearn_handler_defaults(tmp_path, image_packages):
+    image_packages("sklearn")
     handler = handlers.SklearnHandler(_user_module(tmp_path, SUM_MODEL))
     ok = handler.invoke(b"1,2\n3,4", "text/csv", "text/csv")
     assert (ok.status, ok.body, ok.content_type) == (200, b"3.0\n7.0\n", "text/csv; charset=utf-8")
@@ -165,7 +175,8 @@ def test_sklearn_handler_defaults(tmp_path):
     assert handler.invoke(b"[[1, 2]]", "application/json", "image/png").status == 500
 
 
-def test_sklearn_handler_user_functions_and_contract_errors(tmp_path):
+def test_sklearn_handler_user_functions_and_contract_errors(tmp_path, image_packages):
+    image_packages("sklearn")
     source = SUM_MODEL + ("\ndef transform_fn(model, data, content_type, accept):\n"
                           "    return 'got ' + data, 'text/plain'\n")
     handler = handlers.SklearnHandler(_user_module(tmp_path, source))
@@ -187,7 +198,8 @@ def test_toolkit_handler_errors_carry_message_and_trace(tmp_path):
     assert "Traceback" in failed.body.decode()
 
 
-def test_xgboost_framework_handler_uses_dmatrix_and_mms_errors(tmp_path):
+def test_xgboost_framework_handler_uses_dmatrix_and_mms_errors(tmp_path, image_packages):
+    image_packages("xgboost")
     source = ("class Model:\n    def predict(self, data, validate_features=True):\n"
               "        return [data.num_row(), data.num_col()]\n"
               "def model_fn(model_dir):\n    return Model()\n")

@@ -6,11 +6,14 @@ The behaviours follow the real images:
 
 * :class:`SklearnHandler` -- ``sagemaker_sklearn_container.serving`` on ``sagemaker-containers``:
   the user module's ``model_fn`` is required; ``input_fn``/``predict_fn``/``output_fn`` default to
-  decode-as-float32 / ``model.predict`` / encode-as-Accept; ``transform_fn`` replaces the three.
+  decode-as-float32 / ``model.predict`` / encode-as-Accept (``sagemaker_containers._encoders``,
+  smlocal's version of the image's package, on the worker's ``PYTHONPATH``); ``transform_fn``
+  replaces the three.
   The toolkit wraps every function so that *any* error (an unsupported content type included)
   becomes Flask's ``500 Internal Server Error`` HTML page; the traceback goes to the log.
-* :class:`XGBoostFrameworkHandler` -- the XGBoost image with a user module (MMS): CSV/LIBSVM are
-  decoded to a DMatrix; an error is MMS's ``503 {"code": 503, ..., "Prediction failed"}``.
+* :class:`XGBoostFrameworkHandler` -- the XGBoost image with a user module (MMS): CSV, LIBSVM and
+  RecordIO-protobuf are decoded to a DMatrix by ``sagemaker_xgboost_container.encoder``
+  (:mod:`smlocal.runtime.frameworks`); an error is MMS's ``503 {"code": 503, ..., "Prediction failed"}``.
 * :class:`ToolkitHandler` -- ``sagemaker_inference.transformer.Transformer``: errors are 500 with
   ``"<message>\\n<traceback>"`` (or the status of a ``BaseInferenceToolkitError``).
 * :class:`AlgorithmHandler` -- smlocal's built-in XGBoost / k-NN emulations (``status_code`` of
@@ -125,7 +128,9 @@ class SklearnHandler(Handler):
 
     @staticmethod
     def default_input_fn(input_data: Any, content_type: str) -> Any:
-        array = codecs.sc_decode(input_data, content_type)
+        from sagemaker_containers import _encoders  # the image's package, on the worker's path
+
+        array = _encoders.decode(input_data, content_type)
         if content_type in codecs.UTF8_TYPES:
             import numpy as np
 
@@ -138,7 +143,9 @@ class SklearnHandler(Handler):
 
     @staticmethod
     def default_output_fn(prediction: Any, accept: str) -> Response:
-        return Response(200, _as_bytes(codecs.sc_encode(prediction, accept)), codecs.text_mimetype(accept))
+        from sagemaker_containers import _encoders
+
+        return Response(200, _as_bytes(_encoders.encode(prediction, accept)), codecs.text_mimetype(accept))
 
     def invoke(self, body: bytes, content_type: str | None, accept: str | None) -> Response:
         content_type = content_type or codecs.JSON
@@ -245,13 +252,18 @@ class XGBoostFrameworkHandler(_MMSHandler):
     model_fn_doc = "https://github.com/aws/sagemaker-python-sdk"
 
     def default_input_fn(self, input_data: Any, content_type: str) -> Any:
-        return codecs.xgb_decode(input_data, content_type)
+        # the image's own decoder (CSV, LIBSVM, RecordIO-protobuf to DMatrix), on the worker's path
+        from sagemaker_xgboost_container import encoder
+
+        return encoder.decode(input_data, content_type)
 
     def default_predict_fn(self, data: Any, model: Any) -> Any:
         return model.predict(data, validate_features=False)
 
     def default_output_fn(self, prediction: Any, accept: str) -> Any:
-        encoded = codecs.sc_encode(prediction, accept)
+        from sagemaker_containers import _encoders
+
+        encoded = _encoders.encode(prediction, accept)
         return encoded.encode("utf-8") if isinstance(encoded, str) else encoded
 
     def invoke(self, body: bytes, content_type: str | None, accept: str | None) -> Response:

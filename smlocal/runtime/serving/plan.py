@@ -131,9 +131,12 @@ def _plan_one(hostname: str, container: Mapping, resolve: Callable[[str, bool], 
         raise PlanError(f"Container {hostname}: multi-model endpoints (Mode MultiModel) are not emulated by "
                         "smlocal; deploy one model per endpoint.")
     image = container.get("Image")
-    if not image:
-        raise PlanError(f"Container {hostname}: no Image. Model packages (ModelPackageName) are not "
-                        "emulated by smlocal; give the container's Image and ModelDataUrl.")
+    if not image:  # CreateModel checks for one, and resolves a ModelPackageName to the package's containers
+        if container.get("ModelPackageName"):
+            raise PlanError(f"Container {hostname}: its ModelPackageName {container['ModelPackageName']} was "
+                            "not resolved to the package's containers when the model was created (a model "
+                            "stored by an earlier smlocal): create the model again.")
+        raise PlanError(f"Container {hostname}: no Image to serve.")
     env = dict(container.get("Environment") or {})
     program = env.get("SAGEMAKER_PROGRAM") or None
     runtime = resolve(image, bool(program))
@@ -154,6 +157,12 @@ def _plan_one(hostname: str, container: Mapping, resolve: Callable[[str, bool], 
         framework = runtime.framework
     elif runtime.kind == "script":
         handler, framework = "toolkit", None
+    elif runtime.kind == "python":
+        raise PlanError(f"Container {hostname}: image {image} is a SageMaker Python image (base Python or "
+                        "SageMaker Distribution) with no model server: SageMaker runs the container with "
+                        "'serve', which it does not have. Serve the model with a framework inference image "
+                        "(scikit-learn, XGBoost, PyTorch, MXNet, Hugging Face) or map the image with "
+                        "kind = \"script\" in [tool.smlocal.images].")
     else:
         raise PlanError(f"Container {hostname}: image {image} is mapped to a custom command; smlocal serves "
                         "custom images only when mapped with kind = \"script\" (a Python inference script "

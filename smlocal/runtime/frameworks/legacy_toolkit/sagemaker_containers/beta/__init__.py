@@ -1,0 +1,1 @@
+"""The toolkit's ``beta`` namespace (``sagemaker_containers.beta.framework``)."""

@@ -74,18 +74,23 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def tar_gz(files: dict[str, bytes], mode: int = 0o644) -> bytes:
+    """A ``.tar.gz`` of ``files`` (member name → content), each member with ``mode``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = mode
+            archive.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def upload_sourcedir(s3, bucket: str, files: dict[str, str], key: str | None = None) -> str:
     """Packs ``files`` as the SDK's sourcedir.tar.gz and uploads it; returns its S3 URI."""
     key = key or f"code/{uuid.uuid4().hex[:8]}/sourcedir.tar.gz"
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as archive:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o755
-            archive.addfile(info, io.BytesIO(data))
-    s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+    body = tar_gz({name: text.encode() for name, text in files.items()}, mode=0o755)
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
     return f"s3://{bucket}/{key}"
 
 
@@ -119,16 +124,31 @@ def script_job(name: str, bucket: str, submit_uri: str, program: str = "train.py
     return request
 
 
-def wait_for(sm, name: str, timeout: float = 120.0) -> dict:
+_TRANSITIONAL = ("InProgress", "Stopping", "Creating", "Updating")
+
+
+def wait_status(describe, key: str, timeout: float = 180.0) -> dict:
+    """Calls ``describe()`` until its ``key`` status is no longer transitional (InProgress, Creating...).
+
+    Args:
+        describe: A call answering a Describe* document, e.g. ``lambda: sm.describe_endpoint(...)``.
+        key: The status member, e.g. ``"EndpointStatus"``.
+        timeout: Seconds before the wait fails the test.
+    """
     import time
 
     deadline = time.time() + timeout
     while time.time() < deadline:
-        job = sm.describe_training_job(TrainingJobName=name)
-        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return job
+        doc = describe()
+        if doc[key] not in _TRANSITIONAL:
+            return doc
         time.sleep(0.1)
-    raise AssertionError(f"training job {name} did not finish in {timeout}s: {job['TrainingJobStatus']}")
+    raise AssertionError(f"{key} still {doc[key]} after {timeout}s")
+
+
+def wait_for(sm, name: str, timeout: float = 120.0) -> dict:
+    """Waits for training job ``name`` to end; returns its description."""
+    return wait_status(lambda: sm.describe_training_job(TrainingJobName=name), "TrainingJobStatus", timeout)
 
 
 def aws_error(exc_info) -> tuple[str, str]:

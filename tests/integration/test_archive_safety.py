@@ -8,13 +8,14 @@ import io
 import os
 import tarfile
 import textwrap
-import time
 import uuid
 
 import pytest
 
 from archive_cases import TarMaker, realpath_overflow
-from conftest import ROLE, SKLEARN_IMAGE, put_s3, read_s3, script_job, unique, upload_sourcedir, wait_for
+from conftest import (
+    ROLE, SKLEARN_IMAGE, put_s3, read_s3, script_job, unique, upload_sourcedir, wait_for, wait_status,
+)  # fmt: skip
 
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.0-1-cpu-py3"
 INSTANCE = "i-" + "0" * 17  # the length of an instance id (the model folder's path length matters)
@@ -33,17 +34,6 @@ def _nothing_escaped(emulator, marker: str) -> None:
     root = emulator.settings.data_dir
     assert not (root.parent / marker).exists()
     assert list(root.parent.rglob(marker)) == []
-
-
-def _wait(describe, key: str, timeout: float = 180.0) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        doc = describe()
-        if doc[key] not in ("InProgress", "Stopping", "Creating", "Updating"):
-            return doc
-        time.sleep(0.2)
-    raise AssertionError(f"still {doc[key]} after {timeout}s")
-
 
 # ---- crafted archives
 def test_training_sourcedir_realpath_overflow_fails_the_job(sm, s3, bucket, emulator):
@@ -93,7 +83,7 @@ def test_transform_with_a_crafted_model_archive_fails(sm, s3, bucket, emulator, 
                         "ContentType": "text/csv", "SplitType": "Line"},
         TransformOutput={"S3OutputPath": f"s3://{bucket}/{name}/out"},
         TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
-    job = _wait(lambda: sm.describe_transform_job(TransformJobName=name), "TransformJobStatus")
+    job = wait_status(lambda: sm.describe_transform_job(TransformJobName=name), "TransformJobStatus")
     assert job["TransformJobStatus"] == "Failed"
     assert "Failed to extract model data archive" in job["FailureReason"]
     assert "contains an unsafe path: a/b/c/" in job["FailureReason"]
@@ -108,7 +98,7 @@ def test_endpoint_with_a_crafted_model_archive_fails(sm, s3, bucket, emulator, c
         "VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": 1,
         "InstanceType": "ml.m5.large"}])
     sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint)
-    doc = _wait(lambda: sm.describe_endpoint(EndpointName=endpoint), "EndpointStatus")
+    doc = wait_status(lambda: sm.describe_endpoint(EndpointName=endpoint), "EndpointStatus")
     assert doc["EndpointStatus"] == "Failed"
     assert doc["FailureReason"].startswith("Failed to extract model data archive from URL")
     assert "contains an unsafe path: a/b/c/" in doc["FailureReason"]
@@ -136,7 +126,7 @@ def test_processing_code_bundle_realpath_overflow_fails_the_job(sm, s3, bucket, 
                                                "VolumeSizeInGB": 30}},
         AppSpecification={"ImageUri": SKLEARN_IMAGE,
                           "ContainerEntrypoint": ["/bin/bash", "/opt/ml/processing/input/entrypoint/runproc.sh"]})
-    job = _wait(lambda: sm.describe_processing_job(ProcessingJobName=name), "ProcessingJobStatus")
+    job = wait_status(lambda: sm.describe_processing_job(ProcessingJobName=name), "ProcessingJobStatus")
     assert job["ProcessingJobStatus"] == "Failed"
     assert job["FailureReason"].startswith("ClientError: Archive sourcedir.tar.gz contains an unsafe path: a/b/c/")
     _nothing_escaped(emulator, marker)
@@ -239,7 +229,7 @@ def test_processing_output_links_to_host_files_are_not_uploaded(sm, s3, bucket, 
                                                "VolumeSizeInGB": 30}},
         AppSpecification={"ImageUri": SKLEARN_IMAGE,
                           "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/job.py"]})
-    job = _wait(lambda: sm.describe_processing_job(ProcessingJobName=name), "ProcessingJobStatus")
+    job = wait_status(lambda: sm.describe_processing_job(ProcessingJobName=name), "ProcessingJobStatus")
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"{name}/out/")["Contents"])
     assert keys == [f"{name}/out/alias.csv", f"{name}/out/sub/real.csv"]

@@ -15,21 +15,26 @@ from typing import Any, Mapping
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"  # moto's account id: STS answers it, ARNs carry it
 DEFAULT_ROLE_NAME = "SageMakerExecutionRole"
+BACKENDS = ("process", "docker")  # how jobs run: local sandboxed processes, or containers of their images
 
 
 @dataclass(frozen=True)
 class ImageMapping:
     """How a custom image URI runs without Docker: a command and extra environment.
 
-    ``command`` replaces the image's entrypoint (for training, the toolkit's ``train``; for
-    processing, the ContainerEntrypoint is used when given). ``{python}`` in it is replaced by the
-    interpreter running smlocal.
+    ``command`` is the image's ENTRYPOINT and, for training, the ``train`` it is run with: a job
+    without ContainerEntrypoint/ContainerArguments runs it alone; ContainerArguments are appended
+    to it (they replace the image's CMD); a ContainerEntrypoint replaces it (with the arguments
+    after it), as Docker runs an image on AWS. The programs are this machine's: ``{python}``, or
+    a plain ``python``/``python3`` first word, is the interpreter running smlocal (or the job's
+    requirements environment); any other path, e.g. ``/venv/bin/python``, runs as it is.
     """
 
     image: str
     command: tuple[str, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
     kind: str = "custom"  # or "script": run SDK script mode like a framework image
+    backend: str | None = None  # "process" or "docker": how jobs of this image run (default: Settings.backend)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,16 @@ class Settings:
     config_file: Path | None = None
     allow_origins: tuple[str, ...] = ()  # browser Origins allowed to call smlocal (default: none)
     allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback, IPs and the bound address
+
+    def backend_for(self, image_uri: str | None) -> str:
+        """The backend jobs of ``image_uri`` run on: the image's own ``backend``, else :attr:`backend`."""
+        mapping = self.image_mapping(image_uri) if image_uri else None
+        return mapping.backend if mapping is not None and mapping.backend else self.backend
+
+    @property
+    def backends_in_use(self) -> tuple[str, ...]:
+        """Every backend a job may run on (the default and each image's)."""
+        return tuple(dict.fromkeys([self.backend, *(m.backend for m in self.images if m.backend)]))
 
     def image_mapping(self, image_uri: str) -> ImageMapping | None:
         for mapping in self.images:
@@ -91,6 +106,13 @@ def _names(value: str | list | tuple) -> tuple[str, ...]:
     return tuple(item.strip() for item in items if item.strip())
 
 
+def _backend_name(value: Any, where: str) -> str:
+    name = str(value).strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(f"{where} must be one of {', '.join(BACKENDS)}, not {value!r}")
+    return name
+
+
 def load_settings(**flags: Any) -> Settings:
     """Builds Settings; flags whose value is None are ignored."""
     config_path = flags.pop("config_file", None) or find_config_file()
@@ -114,6 +136,8 @@ def load_settings(**flags: Any) -> Settings:
                     command=tuple(command.split() if isinstance(command, str) else command),
                     environment=dict(spec.get("environment", {})),
                     kind=spec.get("kind", "custom"),
+                    backend=_backend_name(spec["backend"], f"[tool.smlocal.images.\"{image}\"] backend")
+                    if spec.get("backend") else None,
                 )
             )
         values["images"] = tuple(images)
@@ -142,6 +166,8 @@ def load_settings(**flags: Any) -> Settings:
             if key in ("allow_origins", "allowed_hosts"):
                 value = _names(value)
             values[key] = Path(value) if key == "data_dir" else value
+    if values.get("backend") is not None:
+        values["backend"] = _backend_name(values["backend"], "backend")
     if values.get("max_parallel_jobs") is not None and int(values["max_parallel_jobs"]) < 1:
         raise ValueError("max_parallel_jobs must be at least 1")
     return Settings(**values)

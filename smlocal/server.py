@@ -12,6 +12,8 @@ Usable as a context manager from tests and programs::
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import os
 import secrets
@@ -33,6 +35,7 @@ from smlocal.gateway import boundary
 from smlocal.gateway.app import Gateway
 from smlocal.gateway.s3proxy import S3Proxy
 from smlocal.gateway.wire import framing_problem, framing_refusal, request_timeout
+from smlocal.runtime.backends.base import BackendSet
 from smlocal.runtime.backends.process import ProcessBackend
 from smlocal.runtime.job import RuntimeContext
 from smlocal.runtime.log_journal import LogJournal
@@ -117,6 +120,10 @@ class Emulator:
         self.admin_token = _admin_token()  # what admin calls carry; see boundary.check_admin
         self.record_path: Path | None = None
         self._lock: DataDirLock | None = None
+        self._container_server = None  # the listener on the engine's bridge (Docker backend)
+        self._container_thread: threading.Thread | None = None
+        self._container_gateway: Gateway | None = None
+        self.container_endpoint: str | None = None  # where containers reach the gateway
 
     # ---- lifecycle
     def start(self) -> "Emulator":
@@ -179,30 +186,83 @@ class Emulator:
             settings=settings,
             stager=S3Stager(self.s3_client()),
             logs_client=self.client("logs"),
-            backend=ProcessBackend(),
+            backend=self._backends(),
             endpoint_url=self.endpoint,
             log_journal=self.log_journal,
         )
         self.runtime = runtime
         self.scheduler = JobScheduler(settings.max_parallel_jobs)
         self.families = self._families(runtime)
+        # containers' requests are verified: they do not come from loopback (every family is wired now)
+        self._container_gateway = copy.copy(self.gateway)
+        self._container_gateway.policy = dataclasses.replace(self.gateway.policy, require_signature=True)
         for family in self.families:
             self.service.register(family.operations())
         recovered = sum(family.recover() for family in self.families)
         if recovered:
             log.warning("%d job(s) left running by a previous server were marked Failed", recovered)
 
+    def _backends(self) -> BackendSet:
+        """The backends the settings use (``backend``, and each image's); the Docker one removes what
+        a dead server of this data dir left and gets the gateway's address for containers."""
+        settings = self.settings
+        built = {}
+        if "process" in settings.backends_in_use:
+            built["process"] = ProcessBackend()
+        if "docker" in settings.backends_in_use:
+            from smlocal.runtime.backends.docker import DockerBackend, server_id
+
+            docker_backend = DockerBackend(server_id(settings.data_dir))
+            docker_backend.remove_leftovers()  # the data dir is ours: any container of its label is a dead server's
+            self._listen_for_containers(docker_backend)
+            built["docker"] = docker_backend
+        default = built[settings.backend]
+        return BackendSet(default, built, choose=settings.backend_for)
+
+    def _listen_for_containers(self, backend) -> None:
+        """Makes the gateway reachable from containers: on the engine's bridge address (and there only,
+        besides loopback), signatures required; a server bound to every interface already is."""
+        from smlocal.runtime.backends.docker import GatewayAddress, bridge_gateway
+
+        bridge = bridge_gateway(backend.client)
+        if boundary.is_wildcard(self.settings.host) or self.settings.host == bridge:
+            self.container_endpoint = f"http://{bridge}:{self.port}"
+        else:
+            try:
+                server = make_server(bridge, self.port, self._serve_container, threaded=True, request_handler=_Handler)
+            except OSError:  # the port is taken on that address: any other
+                server = make_server(bridge, 0, self._serve_container, threaded=True, request_handler=_Handler)
+            server.daemon_threads = True
+            # an isolated job's network reaches the host's addresses: its containers are refused
+            server.verify_request = lambda request, address: backend.accepts_client(address[0])
+            self._container_server = server
+            self._container_thread = threading.Thread(target=server.serve_forever, name="smlocal-gateway-containers",
+                                                      daemon=True)
+            self._container_thread.start()
+            self.container_endpoint = f"http://{bridge}:{server.server_address[1]}"
+        backend.set_gateway(GatewayAddress(loopback=self.endpoint, container=self.container_endpoint,
+                                           bridge_host=bridge))
+
+    def _serve_container(self, environ, start_response):
+        gateway = self._container_gateway
+        if gateway is None:  # not wired yet: no job has started
+            start_response("503 Service Unavailable", [("Content-Length", "0")])
+            return [b""]
+        return gateway(environ, start_response)
+
     def _families(self, runtime: RuntimeContext) -> list:
         """Every resource family, in dependency order (later ones may use earlier ones)."""
         self.training = TrainingJobs(self.store, self.scheduler, self.account, runtime)
         self.processing = ProcessingJobs(self.store, self.scheduler, self.account, runtime)
-        self.models = Models(self.store, self.account)
+        self.registry = ModelRegistry(self.store, self.account)
+        self.models = Models(self.store, self.account, self.registry)
         self.endpoints = Endpoints(self.store, self.account, runtime, self.models)
         self.gateway.runtime = self.endpoints.invoke  # POST /endpoints/<name>/invocations
         self.transform = TransformJobs(self.store, self.scheduler, self.account, runtime, self.models)
         return [
             self.training,
             self.processing,
+            self.registry,
             self.models,
             self.endpoints,
             self.transform,
@@ -210,15 +270,15 @@ class Emulator:
         ]
 
     def _workflow_families(self, runtime: RuntimeContext) -> list:
-        """Model registry, experiments, tuning and pipelines (they call the families above)."""
-        self.registry = ModelRegistry(self.store, self.account)
+        """Experiments, tuning and pipelines (they call the families above)."""
         self.experiments = Experiments(self.store, self.account)
-        self.tuning = TuningJobs(self.store, self.account, self.service)
+        self.tuning = TuningJobs(self.store, self.account, self.service, experiments=self.experiments)
         self.pipelines = Pipelines(self.store, self.account, service=self.service, read_s3=runtime.stager.read_bytes,
                                    client_factory=self.client, experiments=self.experiments)
         self.tags = Tags(self.store)
         self.service.after_call(self.tags.record_created)
-        return [self.registry, self.experiments, self.tuning, self.pipelines, self.tags]
+        self.service.after_call(self.experiments.record_created)  # each job's trial component
+        return [self.experiments, self.tuning, self.pipelines, self.tags]
 
     def _bootstrap_identity(self, known_absent: bool = False) -> None:
         """Creates the execution role unless it exists (``known_absent``: right after a moto reset)."""
@@ -260,6 +320,11 @@ class Emulator:
             family.close()
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        if self._container_server is not None:
+            if self._container_thread is not None:
+                self._container_server.shutdown()
+            self._container_server.server_close()
+            self._container_server = None
         if self._server is not None and self._thread is not None:
             self._server.shutdown()
         if self._server is not None:

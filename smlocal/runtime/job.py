@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 
 from smlocal.auth import s3_credentials
 from smlocal.config import Settings
-from smlocal.runtime.backends.base import Backend, SandboxPolicy
+from smlocal.runtime.backends.base import Backend, RunControl, RunResult, RunSpec, SandboxPolicy
 from smlocal.runtime.staging import S3Stager
 
 # host environment a job process inherits: enough to run programs, nothing of the server's own
@@ -37,6 +37,11 @@ class RuntimeContext:
         # jobs never see the data dir (every job's folder, the store); only their own environment,
         # copy-on-write: a job's pip install into it is gone after the job
         self.backend.confine(SandboxPolicy(hidden=(self.settings.data_dir,), shared_copy_on_write=(self.envs_root,)))
+
+    def backend_for(self, image: str | None) -> Backend:
+        """The backend that runs jobs of ``image`` (per-image choice of a BackendSet, else the one)."""
+        choose = getattr(self.backend, "for_image", None)
+        return choose(image) if callable(choose) else self.backend
 
     @property
     def jobs_root(self) -> Path:
@@ -108,16 +113,6 @@ def kill_orphans(ctx: RuntimeContext, kind: str, name: str) -> int:
     return killed
 
 
-def interpreter_command(command: tuple[str, ...] | list[str], python: str) -> list[str]:
-    """Maps an image's interpreter names (python, python3, /usr/bin/python3 ...) to the local one."""
-    if not command:
-        return []
-    head = command[0]
-    if re.fullmatch(r"(?:/[\w./-]*/)?python(?:3(?:\.\d+)?)?", head):
-        return [python, *command[1:]]
-    return list(command)
-
-
 def log_stream_name(job_name: str, host: str = "algo-1") -> str:
     return f"{job_name}/{host}-{int(time.time())}"
 
@@ -151,3 +146,48 @@ class MetricCollector:
 
 
 Sink = Callable[[str], None]
+
+
+def run_hosts(backend: Backend, specs: list[RunSpec], sinks: list[Sink], control: RunControl,
+              timeout: float | None) -> tuple[list[RunResult | None], str | None]:
+    """Runs every host of a job at once; returns each host's result and why they were ended early:
+    ``"failed"`` (a host exited non-zero or could not start: the others are stopped) or
+    ``"stopped"`` (``control.stop``). ``timeout`` is the job's limit (MaxRuntimeInSeconds)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    inner = RunControl(stop=threading.Event(), timeout=timeout, grace_seconds=control.grace_seconds)
+    results: list[RunResult | None] = [None] * len(specs)
+    cause: list[str] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def end_all(reason: str) -> None:
+        with lock:
+            if not cause:
+                cause.append(reason)
+        inner.stop.set()
+
+    def watch_stop() -> None:
+        while not done.is_set():
+            if control.stop.wait(0.1):
+                end_all("stopped")
+                return
+
+    def run(index: int) -> None:
+        # each host its own control (a server's address is per host), the stop and limit shared
+        own = RunControl(stop=inner.stop, timeout=timeout, grace_seconds=control.grace_seconds)
+        result = backend.run(specs[index], sinks[index], own)
+        results[index] = result
+        if result.failure or (result.exit_code != 0 and not (result.stopped or result.timed_out)):
+            end_all("failed")
+
+    watcher = threading.Thread(target=watch_stop, daemon=True)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
+            list(pool.map(run, range(len(specs))))
+    finally:
+        done.set()
+        watcher.join(timeout=5)
+    return results, cause[0] if cause else None

@@ -27,11 +27,12 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import smlocal
+from smlocal.runtime import frameworks
 from smlocal.runtime.backends.base import RunControl, RunResult, RunSpec
 from smlocal.runtime.images import Runtime, UnresolvableImage, resolve_runtime
 from smlocal.runtime.job import RuntimeContext, job_dir, job_marker, kill_orphans, pidfile
@@ -48,6 +49,8 @@ PING_TIMEOUT = 2.0  # the health check's own request timeout
 _MAX_IDLE = 32
 TAIL_LINES, TAIL_LINE_CHARS = 200, 4096  # a worker's kept output (as the process backend's stderr tail)
 _SUN_PATH_MAX = 100
+IMAGE_HANDLER = "image"  # a container served by its own image (a backend that runs images)
+SERVING_PORT = 8080  # where SageMaker's serving containers listen
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,14 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+class _TcpConnection(http.client.HTTPConnection):
+    """A connection to a container's published port (``host:port``)."""
+
+    def __init__(self, address: str, timeout: float):
+        host, _, port = address.rpartition(":")
+        super().__init__(host, int(port), timeout=timeout)
+
+
 class _Worker:
     """One container's worker process and a keep-alive connection pool to it."""
 
@@ -89,7 +100,7 @@ class _Worker:
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)  # lines cut at TAIL_LINE_CHARS
         self._socket = opt_ml / planning.SOCKET_NAME
         self._link: Path | None = None
-        self._idle: list[_UnixConnection] = []
+        self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
 
     @property
@@ -134,7 +145,12 @@ class _Worker:
             return response.status, data, response.getheader("Content-Type")
         raise AssertionError("unreachable")
 
-    def _take(self, timeout: float) -> tuple[_UnixConnection, bool]:
+    @property
+    def reachable(self) -> bool:
+        """Whether the worker says where it listens: a published port, or its socket in the folder."""
+        return self.control.address is not None or self._socket.exists()
+
+    def _take(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
             if self._idle:
                 conn = self._idle.pop()
@@ -142,9 +158,11 @@ class _Worker:
                 if conn.sock is not None:
                     conn.sock.settimeout(timeout)
                 return conn, True
+        if self.control.address is not None:  # a container's server, on a TCP port the backend published
+            return _TcpConnection(self.control.address, timeout), False
         return _UnixConnection(self.address, timeout), False
 
-    def _give(self, conn: _UnixConnection) -> None:
+    def _give(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
             if len(self._idle) < _MAX_IDLE:
                 self._idle.append(conn)
@@ -219,7 +237,9 @@ class ModelServer:
                 host = instance_id if len(plans) == 1 else f"{instance_id}-{container.hostname}"
                 worker = _Worker(container, job_dir(ctx, kind, name, host=host), host)
                 server._workers.append(worker)
-                python = stage_container(ctx, container, worker.opt_ml, emit, artifact_cache)
+                # an image serves its own code (SAGEMAKER_SUBMIT_DIRECTORY): only the model data is staged
+                staged = replace(container, handler="algorithm") if container.handler == IMAGE_HANDLER else container
+                python = stage_container(ctx, staged, worker.opt_ml, emit, artifact_cache)
                 prefix = "" if len(plans) == 1 else f"[{container.hostname}] "
                 _launch(ctx, worker, kind=kind, name=name, python=python, environment=environment or {},
                         network_isolation=network_isolation, batch=batch,
@@ -335,10 +355,30 @@ def _resolver(ctx: RuntimeContext) -> Callable[[str, bool], Runtime]:
 
 
 def _plan(ctx: RuntimeContext, containers: list[dict]) -> list[planning.ContainerPlan]:
+    """Each container resolved to a local handler, or (a backend that runs images) to its image."""
+    if containers and all(ctx.backend_for(c.get("Image")).runs_images for c in containers):
+        return [_image_plan(ctx, hostname, container)
+                for hostname, container in zip(planning.container_hostnames(containers), containers)]
     try:
         return planning.plan_containers(containers, _resolver(ctx))
     except (planning.PlanError, UnresolvableImage) as exc:
         raise ModelServerError(str(exc), stage="image") from exc
+
+
+def _image_plan(ctx: RuntimeContext, hostname: str, container: dict) -> planning.ContainerPlan:
+    """A container its image serves (``serve``): only its model data is staged here."""
+    image = container.get("Image")
+    problem = ctx.backend_for(image).image_problem(image)
+    if problem:
+        raise ModelServerError(f"Container {hostname}: {problem}", stage="image", container=hostname)
+    env = dict(container.get("Environment") or {})
+    try:
+        data = planning.model_data(container)
+    except planning.PlanError as exc:
+        raise ModelServerError(str(exc), stage="image", container=hostname) from exc
+    return planning.ContainerPlan(hostname=hostname, image=image, handler=IMAGE_HANDLER, environment=env,
+                                  model_data=data, program=env.get("SAGEMAKER_PROGRAM") or None,
+                                  submit_directory=env.get("SAGEMAKER_SUBMIT_DIRECTORY") or None)
 
 
 def _launch(ctx: RuntimeContext, worker: _Worker, *, kind: str, name: str, python: str,
@@ -350,9 +390,10 @@ def _launch(ctx: RuntimeContext, worker: _Worker, *, kind: str, name: str, pytho
     image_env = dict(mapping.environment) if mapping is not None else {}
     env.update(planning.worker_environment(container, batch=batch, extra={**image_env, **environment}))
     env["SMLOCAL_JOB"] = job_marker(kind, name)
-    # the worker imports smlocal even from a requirements.txt environment
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(smlocal.__file__).resolve().parent.parent),
-                                                     env.get("PYTHONPATH")) if p)
+    # the worker imports smlocal even from a requirements.txt environment; user code imports the
+    # packages its framework image ships (sagemaker_containers, sagemaker_xgboost_container ...)
+    own = os.pathsep.join(p for p in (str(Path(smlocal.__file__).resolve().parent.parent), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = frameworks.python_path(own, container.framework) or own
     if python != ctx.python:
         env["PATH"] = f"{Path(python).parent}:{env['PATH']}"
     spec = RunSpec(
@@ -362,6 +403,10 @@ def _launch(ctx: RuntimeContext, worker: _Worker, *, kind: str, name: str, pytho
         workdir=planning.CODE_DIR if container.handler != "algorithm" else planning.SANDBOX_ROOT,
         network_isolation=network_isolation,
         pidfile=pidfile(ctx, kind, name, host=worker.host),
+        image=container.image,
+        arguments=("serve",),
+        job=job_marker(kind, name),
+        serve_port=SERVING_PORT,
     )
 
     def sink(line: str) -> None:
@@ -381,7 +426,6 @@ def _launch(ctx: RuntimeContext, worker: _Worker, *, kind: str, name: str, pytho
 def _wait_ready(worker: _Worker, timeout: float, cancel: threading.Event | None) -> None:
     hostname = worker.plan.hostname
     deadline = time.monotonic() + timeout
-    sock = worker.opt_ml / planning.SOCKET_NAME
     delay = 0.01
     while True:
         if cancel is not None and cancel.is_set():
@@ -390,7 +434,7 @@ def _wait_ready(worker: _Worker, timeout: float, cancel: threading.Event | None)
             detail = worker.failure_detail()
             raise ModelServerError(f"container {hostname} did not pass the ping health check: {detail}",
                                    stage="ping", container=hostname, detail=detail)
-        if sock.exists():
+        if worker.reachable:
             try:
                 if worker.request("GET", "/ping", timeout=PING_TIMEOUT)[0] == 200:
                     return

@@ -37,11 +37,11 @@ from typing import Callable, Protocol
 
 from smlocal.config import ImageMapping
 from smlocal.errors import ValidationError
-from smlocal.runtime import archives, contract, jobfiles
+from smlocal.runtime import archives, container_command, contract, frameworks, jobfiles
 from smlocal.runtime.backends.base import RunControl, RunResult, RunSpec
 from smlocal.runtime.environments import RequirementsError, python_for_requirements
 from smlocal.runtime.images import Runtime, UnresolvableImage, resolve_runtime
-from smlocal.runtime.job import RuntimeContext, interpreter_command, job_dir, job_marker, pidfile
+from smlocal.runtime.job import RuntimeContext, job_dir, job_marker, pidfile, run_hosts
 from smlocal.runtime.staging import StagingError, safe_join
 
 KIND = "processing"
@@ -112,7 +112,8 @@ def run_processing_job(job: dict, ctx: RuntimeContext, reporter: ProcessingRepor
     outcome = ProcessingOutcome()
     hosts: list[_Host] = []
     try:
-        runtime, mapping = _resolve(job, ctx)
+        backend = ctx.backend_for(job["AppSpecification"]["ImageUri"])
+        runtime, mapping = _resolve(job, ctx, runs_images=backend.runs_images)
         cluster = job["ProcessingResources"]["ClusterConfig"]
         names = host_names(int(cluster.get("InstanceCount", 1)))
         image_env = _image_env(runtime)
@@ -124,12 +125,18 @@ def run_processing_job(job: dict, ctx: RuntimeContext, reporter: ProcessingRepor
         _log_notes(job, hosts, reporter)
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             list(pool.map(lambda h: _stage_inputs(job, h, len(hosts), ctx), hosts))
-        python = _python_for(hosts[0], ctx, lambda line: reporter.log(hosts[0].name, line))
-        command = _command(hosts[0].layout, runtime, mapping, python)
+        python, command = ctx.python, []
+        if not backend.runs_images:  # else the image runs its own entry with its own software
+            python = _python_for(hosts[0], ctx, lambda line: reporter.log(hosts[0].name, line))
+            command = _command(hosts[0].layout, runtime, mapping, python)
         if control.stop.is_set():
             outcome.status = "Stopped"
             return outcome
         env = {**ctx.base_env(), **hosts[0].layout.env, "SMLOCAL_JOB": job_marker(KIND, name)}
+        # the image's own packages, as in training (the scikit-learn image ships sagemaker_containers too)
+        packages_path = frameworks.python_path(env.get("PYTHONPATH"), runtime.framework)
+        if packages_path:
+            env["PYTHONPATH"] = packages_path
         if mapping is not None and mapping.kind != "script":
             env.update(mapping.environment)
         if python != ctx.python:
@@ -161,8 +168,13 @@ def run_processing_job(job: dict, ctx: RuntimeContext, reporter: ProcessingRepor
 
 
 # ---- preparing the hosts
-def _resolve(job: dict, ctx: RuntimeContext) -> tuple[Runtime, ImageMapping | None]:
+def _resolve(job: dict, ctx: RuntimeContext, *, runs_images: bool = False) -> tuple[Runtime, ImageMapping | None]:
     image = job["AppSpecification"]["ImageUri"]
+    if runs_images:  # the image itself runs: it only has to be there
+        problem = ctx.backend_for(image).image_problem(image)
+        if problem:
+            raise JobFailure(problem)
+        return Runtime(kind="custom", image=image), None
     mapping = ctx.settings.image_mapping(image)
     if mapping is not None:
         return Runtime(kind="framework" if mapping.kind == "script" else "custom", image=image), mapping
@@ -303,17 +315,19 @@ def _lock_for(key: str) -> threading.Lock:
 
 def _command(layout: contract.JobLayout, runtime: Runtime, mapping: ImageMapping | None,
              python: str) -> list[str]:
-    """ContainerEntrypoint + ContainerArguments, the image's interpreter mapped to the local one.
+    """ContainerEntrypoint + ContainerArguments over the image's ENTRYPOINT and CMD, the interpreter local.
 
-    Without an entrypoint, a framework image (no ENTRYPOINT of its own) runs the arguments as the
-    command, or its default CMD (bash); a mapped custom image runs its mapped command.
+    A framework image has no ENTRYPOINT of its own and CMD bash: the arguments run as the command,
+    or bash. A mapped custom image's ENTRYPOINT is its mapped command, whose programs are this
+    machine's (only ``{python}`` and plain ``python`` mean the job's Python); a request's
+    entrypoint names the image's programs, so any Python path there is the job's Python (see
+    :func:`container_command.local_command`).
     """
-    entry, args = list(layout.entrypoint), list(layout.args)
-    if not entry and runtime.kind == "custom" and mapping is not None and mapping.command:
-        entry = [part.replace("{python}", python) for part in mapping.command]
-    if not entry:
-        entry, args = (args, []) if args else (list(IMAGE_DEFAULT_COMMAND), [])
-    return interpreter_command(entry, python) + args
+    from_mapping = runtime.kind == "custom" and mapping is not None
+    image_entrypoint = tuple(mapping.command) if from_mapping else ()
+    return container_command.local_command(image_entrypoint, () if image_entrypoint else IMAGE_DEFAULT_COMMAND,
+                                           entrypoint=layout.entrypoint, arguments=layout.args, python=python,
+                                           mapped=from_mapping)
 
 
 # ---- running
@@ -322,42 +336,22 @@ def _run_hosts(job: dict, hosts: list[_Host], command: tuple[str, ...], env: dic
     """Runs every host's container at once; returns why they were ended early, if they were:
     ``"failed"`` (a host exited non-zero: the others are stopped), ``"stopped"`` (StopProcessingJob)."""
     limit = (job.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
-    inner = RunControl(stop=threading.Event(), timeout=float(limit) if limit else None,
-                       grace_seconds=control.grace_seconds)
-    cause: list[str] = []
-    lock = threading.Lock()
-    done = threading.Event()
-
-    def end_all(reason: str) -> None:
-        with lock:
-            if not cause:
-                cause.append(reason)
-        inner.grace_seconds = min(inner.grace_seconds, control.grace_seconds)
-        inner.stop.set()
-
-    def watch_stop() -> None:
-        while not done.is_set():
-            if control.stop.wait(0.1):
-                end_all("stopped")
-                return
-
-    def run(host: _Host) -> None:
-        spec = RunSpec(command=command, env=env, opt_ml=host.opt_ml, workdir=WORKDIR,
-                       network_isolation=bool((job.get("NetworkConfig") or {}).get("EnableNetworkIsolation")),
-                       pidfile=pidfile(ctx, KIND, job["ProcessingJobName"], host.name))
-        host.result = ctx.backend.run(spec, lambda line: reporter.log(host.name, line), inner)
-        if host.result.exit_code != 0 and not (host.result.stopped or host.result.timed_out):
-            end_all("failed")
-
-    watcher = threading.Thread(target=watch_stop, daemon=True)
-    watcher.start()
-    try:
-        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
-            list(pool.map(run, hosts))
-    finally:
-        done.set()
-        watcher.join(timeout=5)
-    return cause[0] if cause else None
+    image = job["AppSpecification"]["ImageUri"]
+    names = tuple(h.name for h in hosts)
+    specs = [RunSpec(command=command, env=env, opt_ml=host.opt_ml, workdir=WORKDIR,
+                     network_isolation=bool((job.get("NetworkConfig") or {}).get("EnableNetworkIsolation")),
+                     pidfile=pidfile(ctx, KIND, job["ProcessingJobName"], host.name), image=image,
+                     entrypoint=tuple(host.layout.entrypoint) or None, arguments=tuple(host.layout.args) or None,
+                     hostname=host.name, hosts=names, job=job_marker(KIND, job["ProcessingJobName"]))
+             for host in hosts]
+    sinks = [lambda line, name=host.name: reporter.log(name, line) for host in hosts]
+    results, cause = run_hosts(ctx.backend_for(image), specs, sinks, control, float(limit) if limit else None)
+    for host, result in zip(hosts, results):
+        host.result = result
+    failures = [r.failure for r in results if r is not None and r.failure]
+    if failures:
+        raise JobFailure(failures[0])
+    return cause
 
 
 def _exit_message(hosts: list[_Host]) -> str | None:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from smlocal.runtime import archives, contract, jobfiles
+from smlocal.runtime import archives, container_command, contract, frameworks, jobfiles, remote_function
+from smlocal.runtime.algorithms import metrics as builtin_metrics
 from smlocal.runtime.backends.base import RunControl, RunSpec
 from smlocal.runtime.environments import RequirementsError, python_for_requirements
 from smlocal.runtime.images import Runtime, UnresolvableImage, resolve_runtime
@@ -22,10 +23,10 @@ from smlocal.runtime.job import (
     MetricCollector,
     Reporter,
     RuntimeContext,
-    interpreter_command,
     job_dir,
     job_marker,
     pidfile,
+    run_hosts,
 )
 from smlocal.runtime.staging import StagingError, join_s3, make_tar_gz, safe_join
 
@@ -54,64 +55,49 @@ class JobFailure(Exception):
 
 def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control: RunControl) -> TrainingOutcome:
     name = job["TrainingJobName"]
-    metrics = MetricCollector(job.get("AlgorithmSpecification", {}).get("MetricDefinitions"))
+    metrics: MetricCollector | None = None  # built once the image is known
     outcome = TrainingOutcome(status="Failed", secondary="Failed")
-    opt_ml: Path | None = None
+    folders: list[Path] = []
     try:
         reporter.secondary("Starting", "Preparing the instances for training")
         hps = job.get("HyperParameters") or {}
         params = contract.framework_params(hps)
-        runtime = _resolve(job, ctx, has_entry_point=bool(params.program))
-        opt_ml = job_dir(ctx, "training", name)
-        layout = contract.training_layout(
-            job, job_name=name, region=ctx.settings.region, num_cpus=os.cpu_count() or 1,
-            job_arn=job.get("TrainingJobArn"),
-            image_env=contract.SKLEARN_IMAGE_ENV if runtime.framework == "sklearn" else None,
-        )
-        _materialize(opt_ml, layout)
+        algorithm = job.get("AlgorithmSpecification") or {}
+        entrypoint = tuple(algorithm.get("ContainerEntrypoint") or ())
+        image = algorithm.get("TrainingImage")
+        backend = ctx.backend_for(image)
+        runtime = _resolve(job, ctx, has_entry_point=bool(params.program), runs_images=backend.runs_images)
+        # the service knows a built-in algorithm's metrics, and adds the job's own MetricDefinitions
+        metrics = MetricCollector((builtin_metrics.definitions(runtime.algorithm) if runtime.kind == "algorithm"
+                                   else []) + list(algorithm.get("MetricDefinitions") or []))
+        # a backend that runs images gives every instance its own host; the process backend runs one
+        count = int((job.get("ResourceConfig") or {}).get("InstanceCount") or 1) if backend.runs_images else 1
+        hosts = tuple(f"algo-{i}" for i in range(1, max(1, count) + 1))
+        layouts = []
+        for host in hosts:
+            folders.append(job_dir(ctx, "training", name, host))
+            layouts.append(contract.training_layout(
+                job, job_name=name, region=ctx.settings.region, num_cpus=os.cpu_count() or 1,
+                job_arn=job.get("TrainingJobArn"), current_host=host, hosts=hosts,
+                image_env=contract.SKLEARN_IMAGE_ENV if runtime.framework == "sklearn" else None,
+                script_mode=False if entrypoint else None,  # the image's own entry (the toolkit) is replaced
+            ))
+            _materialize(folders[-1], layouts[-1])
+        opt_ml, layout = folders[0], layouts[0]
 
         reporter.secondary("Downloading", "Downloading input data")
-        _stage_channels(job, opt_ml, ctx, reporter)
-        python = ctx.python
-        command: list[str]
-        if runtime.kind == "framework":
-            if not params.program or not params.submit_directory:
-                raise JobFailure(
-                    "AlgorithmError: framework error: no entry point was given. Framework images run "
-                    "script mode: set the hyperparameters sagemaker_program and "
-                    "sagemaker_submit_directory (the SageMaker SDK's estimators do)."
-                )
-            code_dir = opt_ml / "code"
-            _fetch_code(params.submit_directory, code_dir, ctx)
-            if (code_dir / "requirements.txt").is_file():
-                try:
-                    python = python_for_requirements(code_dir, ctx.envs_root, reporter.log)
-                except RequirementsError as exc:
-                    raise JobFailure(f"AlgorithmError: {exc}") from exc
-            try:
-                entry = safe_join(code_dir, params.program)
-            except StagingError:
-                entry = None  # a program outside the code dir: the toolkit fails to find it
-            if entry is not None and entry.is_file():
-                entry.chmod(0o777)  # the toolkit makes the entry point executable
-            command = list(contract.script_command(params.program, layout.args, python=python))
-            workdir = "/opt/ml/code"
-        elif runtime.kind == "algorithm":
-            command = [python, "-m", ALGORITHM_MODULES[runtime.algorithm], "train"]
-            workdir = "/opt/ml"
+        for folder in folders:
+            _stage_channels(job, folder, ctx, reporter)
+        if backend.runs_images:
+            command, workdir, python, extra_env = [], "/opt/ml", ctx.python, {}
+            container_mode = bool(entrypoint or algorithm.get("ContainerArguments"))
+            if runtime.kind == "framework" and params.submit_directory and \
+                    not params.submit_directory.startswith("s3://"):
+                for folder in folders:  # the toolkit fetches an s3:// one itself; a local one is not in the image
+                    _fetch_code(params.submit_directory, folder / "code", ctx)
         else:
-            mapping = ctx.settings.image_mapping(runtime.image)
-            command = [part.replace("{python}", python) for part in mapping.command]
-            command = interpreter_command(command, python) + list(layout.args if runtime.kind == "script" else ())
-            workdir = "/opt/ml"
-
-        env = {**ctx.base_env(), **layout.env, "SMLOCAL_JOB": job_marker("training", name)}
-        if runtime.kind == "algorithm":
-            env["SMLOCAL_ALGO_VERSION"] = runtime.version or ""
-        if runtime.kind == "custom":
-            env.update(ctx.settings.image_mapping(runtime.image).environment)
-        if python != ctx.python:
-            env["PATH"] = f"{Path(python).parent}:{env['PATH']}"
+            command, workdir, python, extra_env, container_mode = _local_command(
+                job, runtime, layout, opt_ml, ctx, reporter, params)
 
         reporter.secondary("Training", "Training image download completed. Training in progress.")
         outcome.started_at = time.time()
@@ -120,29 +106,47 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
             metrics.feed(line)
             reporter.log(line)
 
-        spec = RunSpec(
+        specs = [RunSpec(
             command=tuple(command),
-            env=env,
-            opt_ml=opt_ml,
+            env=_environment(ctx, runtime, host_layout.env, extra_env, python, name),
+            opt_ml=folder,
             workdir=workdir,
             network_isolation=bool(job.get("EnableNetworkIsolation")),
-            pidfile=pidfile(ctx, "training", name),
-        )
+            pidfile=pidfile(ctx, "training", name, host),
+            image=image,
+            entrypoint=entrypoint or None,
+            arguments=tuple(algorithm.get("ContainerArguments") or ()) or (None if entrypoint else ("train",)),
+            hostname=host,
+            hosts=hosts,
+            job=job_marker("training", name),
+        ) for host, folder, host_layout in zip(hosts, folders, layouts)]
         remaining = _remaining_runtime(job)
-        result = ctx.backend.run(spec, sink, RunControl(stop=control.stop, timeout=remaining,
-                                                         grace_seconds=control.grace_seconds))
+        if len(specs) == 1:
+            results = [backend.run(specs[0], sink, RunControl(stop=control.stop, timeout=remaining,
+                                                              grace_seconds=control.grace_seconds))]
+        else:  # algo-1's output goes to the job's log stream, as the other hosts' does (one stream)
+            results, _ = run_hosts(backend, specs, [sink] * len(specs), control, remaining)
         outcome.ended_at = time.time()
-        if result.stopped or result.timed_out:
+        failing = next((i for i, r in enumerate(results) if r.failure or (
+            r.exit_code != 0 and not (r.stopped or r.timed_out))), None)
+        result = results[failing if failing is not None else 0]
+        if result.failure:
+            raise JobFailure(result.failure)
+        if failing is None and any(r.stopped or r.timed_out for r in results):
             outcome.status = "Stopped"
-            outcome.secondary = "MaxRuntimeExceeded" if result.timed_out and not result.stopped else "Stopped"
+            timed_out = any(r.timed_out for r in results) and not any(r.stopped for r in results)
+            outcome.secondary = "MaxRuntimeExceeded" if timed_out else "Stopped"
             reporter.secondary("Stopping", "Stopping the training job")
-        elif result.exit_code != 0:
-            outcome.failure_reason = _failure_reason(opt_ml, result, command, runtime)
+        elif failing is not None:
+            outcome.failure_reason = _failure_reason(folders[failing], result, command,
+                                                     script_mode=runtime.kind == "framework" and not container_mode
+                                                     and not backend.runs_images)
         else:
             outcome.status = outcome.secondary = "Completed"
 
         if outcome.status != "Failed":
             reporter.secondary("Uploading", "Uploading generated training model")
+        _merge_hosts(folders)
         outcome.model_artifacts = _upload_outputs(job, opt_ml, ctx, upload_model=outcome.status != "Failed",
                                                   log=reporter.log)
     except (JobFailure, StagingError, UnresolvableImage) as exc:
@@ -152,13 +156,100 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
         outcome.status = outcome.secondary = "Failed"
         outcome.failure_reason = _clip(f"InternalServerError: smlocal could not run the job: {exc!r}")
     finally:
-        if opt_ml is not None and not os.environ.get("SMLOCAL_KEEP_JOB_DIRS"):
-            shutil.rmtree(opt_ml, ignore_errors=True)
-    outcome.metrics = metrics.final()
+        if not os.environ.get("SMLOCAL_KEEP_JOB_DIRS"):
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+    outcome.metrics = metrics.final() if metrics is not None else []
     return outcome
 
 
-def _resolve(job: dict, ctx: RuntimeContext, *, has_entry_point: bool) -> Runtime:
+def _local_command(job: dict, runtime: Runtime, layout: contract.JobLayout, opt_ml: Path, ctx: RuntimeContext,
+                   reporter: Reporter, params) -> tuple[list[str], str, str, dict[str, str], bool]:
+    """What runs on this machine for the image: (command, workdir, python, extra env, container mode)."""
+    algorithm = job.get("AlgorithmSpecification") or {}
+    entrypoint = tuple(algorithm.get("ContainerEntrypoint") or ())
+    python = ctx.python
+    command: list[str]
+    workdir = "/opt/ml"
+    extra_env: dict[str, str] = {}
+    container_mode = bool(entrypoint) or bool(
+        algorithm.get("ContainerArguments") and runtime.kind in ("custom", "framework", "python"))
+    if container_mode:
+        python, extra_env = _container_python(job, opt_ml, ctx, reporter)
+        command = _container_command(job, runtime, ctx, python)
+    elif runtime.kind == "framework":
+        if not params.program or not params.submit_directory:
+            raise JobFailure(
+                "AlgorithmError: framework error: no entry point was given. Framework images run "
+                "script mode: set the hyperparameters sagemaker_program and "
+                "sagemaker_submit_directory (the SageMaker SDK's estimators do)."
+            )
+        code_dir = opt_ml / "code"
+        _fetch_code(params.submit_directory, code_dir, ctx)
+        if (code_dir / "requirements.txt").is_file():
+            try:
+                python = python_for_requirements(code_dir, ctx.envs_root, reporter.log)
+            except RequirementsError as exc:
+                raise JobFailure(f"AlgorithmError: {exc}") from exc
+        try:
+            entry = safe_join(code_dir, params.program)
+        except StagingError:
+            entry = None  # a program outside the code dir: the toolkit fails to find it
+        if entry is not None and entry.is_file():
+            entry.chmod(0o777)  # the toolkit makes the entry point executable
+        command = list(contract.script_command(params.program, layout.args, python=python,
+                                               package=(code_dir / "setup.py").is_file(),
+                                               framework=runtime.framework))
+        workdir = "/opt/ml/code"
+    elif runtime.kind == "algorithm":
+        command = [python, "-m", ALGORITHM_MODULES[runtime.algorithm], "train"]
+    elif runtime.kind == "python":
+        raise JobFailure(
+            f"AlgorithmError: the image {runtime.image} has no training program of its own (it runs "
+            "'train'): give AlgorithmSpecification.ContainerEntrypoint, as the SageMaker SDK's "
+            "@remote and @step functions do."
+        )
+    else:
+        mapping = ctx.settings.image_mapping(runtime.image)
+        command = container_command.local_command(mapping.command, (), entrypoint=None, arguments=None,
+                                                  python=python, mapped=True)
+        command += list(layout.args if runtime.kind == "script" else ())
+    return command, workdir, python, extra_env, container_mode
+
+
+def _environment(ctx: RuntimeContext, runtime: Runtime, layout_env: dict[str, str], extra_env: dict[str, str],
+                 python: str, name: str) -> dict[str, str]:
+    env = {**ctx.base_env(), **layout_env, **extra_env, "SMLOCAL_JOB": job_marker("training", name)}
+    packages_path = frameworks.python_path(env.get("PYTHONPATH"), runtime.framework)
+    if packages_path:  # the image's own packages (sagemaker_containers ...)
+        env["PYTHONPATH"] = packages_path
+    if runtime.kind == "algorithm":
+        env["SMLOCAL_ALGO_VERSION"] = runtime.version or ""
+    if runtime.kind == "custom" and ctx.settings.image_mapping(runtime.image) is not None:
+        env.update(ctx.settings.image_mapping(runtime.image).environment)
+    if python != ctx.python:
+        env["PATH"] = f"{Path(python).parent}:{env['PATH']}"
+    return env
+
+
+def _merge_hosts(folders: list[Path]) -> None:
+    """Every host's ``model/`` and ``output/data/`` into the first host's (its files win): what the
+    job uploads. Only regular files are taken; nothing the job made a link is followed."""
+    first = folders[0]
+    for folder in folders[1:]:
+        for rel in ("model", "output/data"):
+            for found in jobfiles.walk(folder, rel):
+                if found.kind != "file":
+                    continue
+                source = folder / rel / Path(*found.parts)
+                target = first / rel / Path(*found.parts)
+                if os.path.lexists(target) or any(p.is_symlink() for p in target.parents if p != first):
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+
+
+def _resolve(job: dict, ctx: RuntimeContext, *, has_entry_point: bool, runs_images: bool = False) -> Runtime:
     spec = job.get("AlgorithmSpecification", {})
     image = spec.get("TrainingImage")
     if not image:
@@ -166,10 +257,61 @@ def _resolve(job: dict, ctx: RuntimeContext, *, has_entry_point: bool) -> Runtim
             f"smlocal cannot run AlgorithmName '{spec.get('AlgorithmName')}': marketplace and "
             "custom algorithm resources are not emulated. Give a TrainingImage."
         )
+    if runs_images:  # the image itself runs: it must be there; what it is only names its metrics
+        problem = ctx.backend_for(image).image_problem(image)
+        if problem:
+            raise JobFailure(problem)
+        try:
+            return resolve_runtime(image, has_entry_point=has_entry_point)
+        except UnresolvableImage:
+            return Runtime(kind="custom", image=image)
     mapping = ctx.settings.image_mapping(image)
     if mapping is not None:
         return Runtime(kind="script" if mapping.kind == "script" else "custom", image=image)
     return resolve_runtime(image, has_entry_point=has_entry_point)
+
+
+def _container_command(job: dict, runtime: Runtime, ctx: RuntimeContext, python: str) -> list[str]:
+    """ContainerEntrypoint + ContainerArguments (or the arguments after the image's own entry).
+
+    A mapped image's ENTRYPOINT is its mapped command; an AWS image is treated as having none
+    (the framework images' entry scripts run the given command as it is). The mapping's programs
+    are this machine's (its interpreter paths are kept); the request's name the image's (any
+    Python path is the job's): see :func:`container_command.local_command`.
+    """
+    algorithm = job.get("AlgorithmSpecification") or {}
+    mapping = ctx.settings.image_mapping(runtime.image) if runtime.kind in ("custom", "script") else None
+    argv = container_command.local_command(mapping.command if mapping is not None else (), (),
+                                           entrypoint=algorithm.get("ContainerEntrypoint"),
+                                           arguments=algorithm.get("ContainerArguments"),
+                                           python=python, mapped=mapping is not None)
+    if not argv:
+        raise JobFailure(f"AlgorithmError: the image {runtime.image} has no entrypoint and none was given.")
+    return argv
+
+
+def _container_python(job: dict, opt_ml: Path, ctx: RuntimeContext,
+                      reporter: Reporter) -> tuple[str, dict[str, str]]:
+    """The interpreter and extra environment of a job that runs its own ContainerEntrypoint.
+
+    The SDK's remote-function driver pip-installs its dependency file: smlocal builds that
+    environment outside the sandbox (cached) and tells the driver's pip to use no index.
+    """
+    algorithm = job.get("AlgorithmSpecification") or {}
+    if not remote_function.is_function_job(algorithm):
+        return ctx.python, {}
+    folder = opt_ml.parent / "_requirements"
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        if not remote_function.stage_requirements(opt_ml, algorithm.get("ContainerArguments") or (), folder):
+            return ctx.python, dict(remote_function.PIP_OFFLINE_ENV)
+        try:
+            python = python_for_requirements(folder, ctx.envs_root, reporter.log)
+        except RequirementsError as exc:
+            raise JobFailure(f"AlgorithmError: RuntimeEnvironmentError: {exc}") from exc
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return python, dict(remote_function.PIP_OFFLINE_ENV)
 
 
 def _materialize(opt_ml: Path, layout: contract.JobLayout) -> None:
@@ -208,14 +350,14 @@ def _fetch_code(submit_directory: str, code_dir: Path, ctx: RuntimeContext) -> N
         raise JobFailure(f"ClientError: sagemaker_submit_directory '{submit_directory}' is not an S3 URI")
 
 
-def _failure_reason(opt_ml: Path, result, command: list[str], runtime: Runtime) -> str:
+def _failure_reason(opt_ml: Path, result, command: list[str], *, script_mode: bool) -> str:
     # the job may have made it a link to a host file or a FIFO: only a regular file is read
     failure = jobfiles.read_regular(opt_ml, "output/failure", FAILURE_FILE_READ_MAX)
     if failure is not None:
         text = failure[0].decode(errors="replace").strip()
         if text:
             return _clip(text)
-    if runtime.kind == "framework":
+    if script_mode:
         # The error text is always extracted (as the toolkit does for images that capture stderr):
         # a FailureReason that names the exception is what users need to act on.
         return _clip(contract.script_failure_reason(result.exit_code, result.stderr_tail, tuple(command),

@@ -5,12 +5,22 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterable, Mapping, Protocol
+
+#: Variables of a job's environment that name this machine's folders and settings: a container
+#: has its own (its image's ENV), so they are not passed into one. Every ``SMLOCAL_*`` variable but
+#: ``SMLOCAL_JOB`` (the job's marker) is the host's too.
+HOST_ONLY_VARIABLES = frozenset({"PATH", "PYTHONPATH", "HOME", "TMPDIR", "VIRTUAL_ENV", "LANG", "LC_ALL", "TZ"})
+JOB_MARKER_VARIABLE = "SMLOCAL_JOB"
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One process to run inside a job sandbox.
+    """One host of a job: what runs as a local process in a sandbox, or as the job's image.
+
+    A backend takes what its way of running needs: the process backend runs ``command`` with
+    ``env`` (this machine's programs); a backend that runs images (:attr:`Backend.runs_images`)
+    runs ``image`` with ``entrypoint``/``arguments`` and :meth:`container_environment`.
 
     Attributes:
         command: argv as the job sees it (paths under /opt/ml are valid inside the sandbox).
@@ -20,6 +30,16 @@ class RunSpec:
         network_isolation: no network at all (EnableNetworkIsolation).
         binds: extra (host_dir, sandbox_dir) pairs, e.g. processing paths outside /opt/ml.
         pidfile: where to record the process id while it runs (orphan clean-up after a crash).
+        image: the job's image URI (AlgorithmSpecification.TrainingImage, AppSpecification.ImageUri,
+            a model container's Image).
+        entrypoint: replaces the image's ENTRYPOINT (ContainerEntrypoint); None keeps it.
+        arguments: replace the image's CMD: ContainerArguments, or ``train``/``serve`` as SageMaker
+            runs an image; None keeps the CMD.
+        hostname: this host's name (``algo-1`` .. ``algo-N``).
+        hosts: every host of the job (empty: only ``hostname``); they reach each other by name.
+        job: ``kind/name`` of the job (how its containers are labelled and found again).
+        serve_port: the port the job's server listens on inside a container (8080 for serving):
+            the backend makes it reachable and says where in :attr:`RunControl.address`.
     """
 
     command: tuple[str, ...]
@@ -29,6 +49,22 @@ class RunSpec:
     network_isolation: bool = False
     binds: tuple[tuple[Path, str], ...] = ()
     pidfile: Path | None = None
+    image: str | None = None
+    entrypoint: tuple[str, ...] | None = None
+    arguments: tuple[str, ...] | None = None
+    hostname: str = "algo-1"
+    hosts: tuple[str, ...] = ()
+    job: str = ""
+    serve_port: int | None = None
+
+    @property
+    def all_hosts(self) -> tuple[str, ...]:
+        return self.hosts or (self.hostname,)
+
+    def container_environment(self) -> dict[str, str]:
+        """``env`` without what names this machine (:data:`HOST_ONLY_VARIABLES`, ``SMLOCAL_*``)."""
+        return {key: value for key, value in self.env.items()
+                if key not in HOST_ONLY_VARIABLES and (not key.startswith("SMLOCAL_") or key == JOB_MARKER_VARIABLE)}
 
 
 @dataclass(frozen=True)
@@ -50,13 +86,18 @@ class SandboxPolicy:
 
 @dataclass
 class RunResult:
-    """How a run ended; ``exit_code`` is 128+N when the job died of signal N (as a shell reports it)."""
+    """How a run ended; ``exit_code`` is 128+N when the job died of signal N (as a shell reports it).
+
+    ``failure`` is set when the backend could not start the job at all (e.g. its image is not in
+    the engine): the reason, which becomes the job's FailureReason.
+    """
 
     exit_code: int
     stopped: bool = False
     timed_out: bool = False
     stderr_tail: str = ""
     elapsed: float = 0.0
+    failure: str | None = None
 
 
 OutputSink = Callable[[str], None]
@@ -69,10 +110,22 @@ class RunControl:
     stop: threading.Event = field(default_factory=threading.Event)
     timeout: float | None = None
     grace_seconds: float = 10.0
+    #: where the job's server (``RunSpec.serve_port``) answers, ``host:port``, once the backend
+    #: knows it; None: in the job's folder (the process backend's Unix socket)
+    address: str | None = None
 
 
 class Backend(Protocol):
     name: str
+    #: The backend runs the job's image itself (its own entry, toolkit and libraries): runners give
+    #: it the image and what the container runs, and leave the image's work to it (fetching code,
+    #: installing requirements, the built-in algorithms); it gives every host of a job its own
+    #: machine, the hosts reaching each other by name. False: ``command`` runs on this machine.
+    runs_images: bool
+
+    def image_problem(self, image: str | None) -> str | None:
+        """Why ``image`` cannot run here (the job's FailureReason), or None."""
+        ...
 
     def confine(self, policy: SandboxPolicy) -> None:
         """Sets what every later job must not see (called once by the runtime, before any run)."""
@@ -85,3 +138,46 @@ class Backend(Protocol):
     def sweep(self, job_folder: Path) -> None:
         """Removes what runs of a dead server left under a job's folder (crash recovery)."""
         ...
+
+
+class BackendSet:
+    """Several backends behind one: each job runs on the backend chosen for its image.
+
+    Args:
+        default: the backend of every image without a choice of its own.
+        others: further backends by name.
+        choose: image URI → the name of its backend, or None for the default.
+    """
+
+    def __init__(self, default: Backend, others: Mapping[str, Backend] | None = None,
+                 choose: Callable[[str], str | None] | None = None) -> None:
+        self.default = default
+        self._by_name = {default.name: default, **dict(others or {})}
+        self._choose = choose or (lambda image: None)
+        self.name = default.name
+        self.runs_images = default.runs_images
+
+    @property
+    def backends(self) -> Iterable[Backend]:
+        return tuple(self._by_name.values())
+
+    def for_image(self, image: str | None) -> Backend:
+        name = self._choose(image) if image else None
+        return self._by_name.get(name, self.default) if name else self.default
+
+    def named(self, name: str) -> Backend | None:
+        return self._by_name.get(name)
+
+    def image_problem(self, image: str | None) -> str | None:
+        return self.for_image(image).image_problem(image)
+
+    def confine(self, policy: SandboxPolicy) -> None:
+        for backend in self.backends:
+            backend.confine(policy)
+
+    def run(self, spec: RunSpec, sink: OutputSink, control: RunControl) -> RunResult:
+        return self.for_image(spec.image).run(spec, sink, control)
+
+    def sweep(self, job_folder: Path) -> None:
+        for backend in self.backends:
+            backend.sweep(job_folder)

@@ -373,10 +373,15 @@ class ProcessBackend:
     """Runs jobs as local processes in user, PID, mount (and optionally network) namespaces."""
 
     name = "process"
+    runs_images = False  # the runners map the image to this machine's software (runtime.images)
 
     def __init__(self, policy: SandboxPolicy | None = None) -> None:
         check_sandbox()
         self._policy = policy or SandboxPolicy()
+
+    def image_problem(self, image: str | None) -> str | None:
+        """None: which images run as local processes is the runners' mapping (:mod:`runtime.images`)."""
+        return None
 
     def confine(self, policy: SandboxPolicy) -> None:
         """Sets the host folders every later job must not see (see :class:`SandboxPolicy`)."""

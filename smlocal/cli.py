@@ -96,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="also stop running jobs and wipe S3, IAM and CloudWatch Logs")
     reset.set_defaults(func=cmd_reset)
 
+    images = sub.add_parser("images", help="list smlocal's framework images, or build them (images build)")
+    images_sub = images.add_subparsers(dest="images_command")
+    images_build = images_sub.add_parser("build", help="build framework images into the local Docker engine")
+    images_build.add_argument("names", nargs="*", metavar="NAME", help="sklearn, xgboost (default: all)")
+    images_build.add_argument("--base-image", default=None,
+                              help="BASE_IMAGE build argument (default $SMLOCAL_BASE_IMAGE or python:3.11-slim)")
+    images_build.add_argument("--data-dir", default=None, help="where downloaded wheels are kept")
+    images.set_defaults(func=cmd_images)
+
     steps = sub.add_parser("steps", help="show the steps of a pipeline execution")
     steps.add_argument("execution_arn")
     steps.set_defaults(func=cmd_steps)
@@ -117,6 +126,10 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s3-client-endpoint", default=None,
                         help="the store's address as clients see it, if different (e.g. in compose)")
     parser.add_argument("--max-parallel-jobs", type=int, default=None)
+    parser.add_argument("--backend", choices=["process", "docker"], default=None,
+                        help="how jobs run: sandboxed local processes (process, the default) or containers of "
+                             "their images in the local Docker engine (docker); also SMLOCAL_BACKEND, or "
+                             "backend = \"docker\" in [tool.smlocal] (and per image)")
     parser.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
                         help="a browser origin (scheme://host[:port]) allowed to call smlocal (repeatable; "
                              "default: none)")
@@ -133,6 +146,7 @@ def _flags(args) -> dict:
         "data_dir": Path(args.data_dir) if args.data_dir else None,
         "s3_endpoint": args.s3_endpoint,
         "max_parallel_jobs": args.max_parallel_jobs,
+        "backend": getattr(args, "backend", None),
         "allow_origins": tuple(args.allow_origin) if args.allow_origin else None,
         "allowed_hosts": tuple(args.allow_host) if args.allow_host else None,
     }
@@ -386,6 +400,33 @@ def _step_detail(step: dict) -> str:
         elif kind == "Callback":
             details.append(f"token {value.get('CallbackToken')}")
     return "; ".join(details)
+
+
+def cmd_images(args) -> int:
+    from smlocal.config import load_settings
+    from smlocal.runtime import image_build
+
+    try:
+        client = image_build.docker_client()
+        if args.images_command == "build":
+            images = image_build.resolve_names(args.names)
+            base = args.base_image or image_build.default_base_image()
+            data_dir = Path(args.data_dir) if args.data_dir else load_settings().data_dir
+            for image in images:
+                image_build.build(client, image, base_image=base, data_dir=data_dir,
+                                  progress=lambda line: print(line, flush=True))
+            return 0
+        rows = [(status.image.name, status.image.tag, "present" if status.image_id else "missing",
+                 status.image_id or "", f"{status.size / 1e6:.0f} MB" if status.size else "",
+                 " ".join(f"{repo}:{v}" for repo in status.image.aws_repositories
+                          for v in status.image.aws_versions)
+                 + "".join(f" {repo}:{tag}" for repo, tag in status.image.legacy_tags))
+                for status in image_build.statuses(client)]
+        _table(("NAME", "LOCAL IMAGE", "STATUS", "ID", "SIZE", "SERVES (any region/account)"), rows)
+        return 0
+    except image_build.ImageBuildError as exc:
+        print(f"smlocal images: {exc}", file=sys.stderr)
+        return 1
 
 
 def _table(header: tuple[str, ...], rows: list[tuple]) -> None:

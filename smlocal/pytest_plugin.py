@@ -8,6 +8,11 @@ Fixtures:
         ``role_arn``, ``s3_endpoint``, ``env``, ``client(service)``, ``s3_client()``, ``reset()``.
         Embedded (started in this process, data under pytest's tmp dir, ephemeral port: one per
         xdist worker) unless ``--smlocal-endpoint URL`` or ``SMLOCAL_ENDPOINT`` names a running one.
+        ``--smlocal-backend docker`` runs the embedded emulator's jobs in containers of their images
+        (default: ``SMLOCAL_BACKEND``, else the process backend). ``--smlocal-s3 minio`` (or
+        ``SMLOCAL_PYTEST_S3=minio``) puts its S3 on a MinIO container started through testcontainers
+        (image: ``--smlocal-minio-image`` / ``SMLOCAL_MINIO_IMAGE``, default ``minio/minio:latest``),
+        emptied by the per-test reset and removed at session end (``pip install 'smlocal[docker]'``).
     smlocal_env: (function) the process environment points at smlocal (``AWS_ENDPOINT_URL``,
         region, credentials, ``SMLOCAL_ROLE_ARN`` ...) with smlocal's SDK shims installed;
         restored after the test.
@@ -27,6 +32,7 @@ transform jobs that failed during it are appended to its report.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -42,6 +48,7 @@ SHARED_STATE_MARK = "smlocal_shared_state"
 _START = pytest.StashKey[float]()
 _HANDLE = pytest.StashKey["SmlocalHandle"]()
 LOG_TAIL_LINES = 200
+DEFAULT_MINIO_IMAGE = "minio/minio:latest"
 
 
 @dataclass
@@ -62,6 +69,7 @@ class SmlocalHandle:
     settings: Any
     emulator: Any = None  # the embedded smlocal.server.Emulator, None when external
     isolate: bool = True
+    s3_store: "MinioStore | None" = None  # the session's MinIO container (--smlocal-s3 minio)
     _clients: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -133,6 +141,8 @@ class SmlocalHandle:
         """Stops running jobs and forgets all SageMaker and moto state; recreates the execution role."""
         if self.emulator is not None:
             self.emulator.reset_all()
+            if self.s3_store is not None:  # the emulator leaves an --s3-endpoint store alone: this one is ours
+                self.s3_store.clear()
             return
         from smlocal.client import AdminCallError, admin_post
 
@@ -189,6 +199,145 @@ class SmlocalHandle:
         return "\n".join(lines)
 
 
+class MinioStore:
+    """A MinIO container (testcontainers' ``MinioContainer``) as the session's S3 store.
+
+    Readiness is a signed ``ListBuckets`` through the ``minio`` client (what the store must answer
+    before smlocal uses it; MinIO's ``/minio/health/live`` is not asked, so an S3-compatible stand-in
+    image works too). The port is published on this machine's loopback and, when ``bridge_ip`` is
+    given (jobs in containers on the engine's default bridge), on that address with the same port
+    number: smlocal's Docker backend rewrites loopback endpoints to the bridge address, port kept.
+
+    Args:
+        image: the MinIO image (pulled by testcontainers when the engine lacks it).
+        bridge_ip: the host's address on the default bridge, or None.
+    """
+
+    PORT = 9000
+
+    def __init__(self, image: str, bridge_ip: str | None = None) -> None:
+        import secrets
+
+        self.image = image
+        self.bridge_ip = bridge_ip
+        self.access_key = "smlocal" + secrets.token_hex(6)
+        self.secret_key = secrets.token_urlsafe(24)
+        self.host_port = 0
+        self._container = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}"
+
+    def start(self) -> "MinioStore":
+        try:
+            from testcontainers.core.config import testcontainers_config
+
+            try:
+                from testcontainers.community.minio import MinioContainer
+            except ImportError:  # testcontainers before the community/ layout
+                from testcontainers.minio import MinioContainer
+        except ImportError as exc:
+            raise pytest.UsageError("smlocal: --smlocal-s3 minio needs testcontainers[minio] and minio "
+                                    "(pip install 'smlocal[docker]')") from exc
+        self._configure_reaper(testcontainers_config)
+        self.host_port = _free_port_on("127.0.0.1", *([self.bridge_ip] if self.bridge_ip else []))
+        container = MinioContainer(image=self.image, access_key=self.access_key, secret_key=self.secret_key,
+                                   labels={"smlocal.test": "1", "smlocal.pytest": "minio"})
+        container.with_env("MINIO_ROOT_USER", self.access_key).with_env("MINIO_ROOT_PASSWORD", self.secret_key)
+        container.ports[str(self.PORT)] = [("127.0.0.1", self.host_port)] + (
+            [(self.bridge_ip, self.host_port)] if self.bridge_ip else [])
+        container.waiting_for(_minio_client_ready(self, 60))
+        self._container = container
+        try:
+            container.start()
+        except Exception as exc:  # noqa: BLE001 - the image is missing and cannot be pulled, the engine ...
+            self.stop()
+            raise pytest.UsageError(f"smlocal: the MinIO container ({self.image}) did not start: {exc}. "
+                                    "Pull the image, build the stand-in (containers/s3-standin/build.sh) and "
+                                    "pass --smlocal-minio-image, or check the Docker engine") from exc
+        return self
+
+    @staticmethod
+    def _configure_reaper(config) -> None:
+        """testcontainers' reaper (Ryuk) is an image of its own: off when the engine lacks it (no pull
+        here), unless TESTCONTAINERS_RYUK_DISABLED says otherwise. The session removes its container."""
+        if "TESTCONTAINERS_RYUK_DISABLED" in os.environ:
+            return
+        from smlocal.runtime.backends.docker import connect
+
+        try:
+            connect(timeout=10).images.get(config.ryuk_image)
+        except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound and the like
+            config.ryuk_disabled = True
+
+    def client(self):
+        """A ``minio`` client of the store on loopback (the module's ``get_client()`` asks testcontainers
+        for the host's address, which inside a container is the bridge's, where nothing may listen)."""
+        from minio import Minio
+
+        return Minio(f"127.0.0.1:{self.host_port}", access_key=self.access_key, secret_key=self.secret_key,
+                     secure=False)
+
+    def clear(self) -> None:
+        """Deletes every object and bucket (the per-test reset)."""
+        from minio.deleteobjects import DeleteObject
+
+        client = self.client()
+        for bucket in client.list_buckets():
+            names = [DeleteObject(o.object_name) for o in client.list_objects(bucket.name, recursive=True)]
+            for error in client.remove_objects(bucket.name, names):
+                raise RuntimeError(f"smlocal: could not empty {bucket.name} in MinIO: {error}")
+            client.remove_bucket(bucket.name)
+
+    def stop(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.stop()
+            except Exception as exc:  # noqa: BLE001 - never created, already gone
+                warnings.warn(f"smlocal: removing the MinIO container failed: {exc}", stacklevel=1)
+
+
+def _minio_client_ready(store: MinioStore, timeout: float):
+    """A testcontainers wait strategy: ready once the ``minio`` client's ListBuckets (signed with the
+    store's keys) succeeds."""
+    from testcontainers.core.waiting_utils import WaitStrategy
+
+    class MinioClientReady(WaitStrategy):
+        def wait_until_ready(self, container) -> None:
+            deadline = time.monotonic() + self._startup_timeout
+            while True:
+                try:
+                    store.client().list_buckets()
+                    return
+                except Exception as exc:  # noqa: BLE001 - connection refused, 5xx while starting ...
+                    if container.status not in ("created", "running") or time.monotonic() > deadline:
+                        raise TimeoutError(f"MinIO did not answer ListBuckets within {self._startup_timeout:.0f} "
+                                           f"s (container {container.status}): {exc}") from exc
+                time.sleep(self._poll_interval)
+
+    return MinioClientReady().with_startup_timeout(timeout).with_poll_interval(0.1)
+
+
+def _free_port_on(*hosts: str) -> int:
+    """A TCP port free on every one of ``hosts`` (asked of the first, checked on the others)."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((hosts[0], 0))
+            port = probe.getsockname()[1]
+        try:
+            for host in hosts[1:]:
+                with socket.socket() as other:
+                    other.bind((host, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no TCP port free on {', '.join(hosts)}")
+
+
 def point_environment_at(patch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     """Sets ``env`` (a client environment) in this process through ``patch``, dropping what would override
     it: other services' ``AWS_ENDPOINT_URL_*``, profiles and session tokens. ``patch.undo()`` restores."""
@@ -207,6 +356,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--smlocal-endpoint", default=None, metavar="URL",
                     help="use a running smlocal (e.g. `smlocal up`) instead of an embedded one; "
                          "default: $SMLOCAL_ENDPOINT, else embedded")
+    group.addoption("--smlocal-backend", default=None, choices=["process", "docker"],
+                    help="how the embedded emulator runs jobs: host processes or containers of their "
+                         "images (default: $SMLOCAL_BACKEND, else process)")
+    group.addoption("--smlocal-s3", default=None, choices=["memory", "minio"],
+                    help="the embedded emulator's S3: in memory, or a MinIO container started through "
+                         "testcontainers for the session (default: $SMLOCAL_PYTEST_S3, else memory)")
+    group.addoption("--smlocal-minio-image", default=None, metavar="IMAGE",
+                    help="the image of --smlocal-s3 minio (default: $SMLOCAL_MINIO_IMAGE, else "
+                         f"{DEFAULT_MINIO_IMAGE})")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -265,12 +423,34 @@ def smlocal(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         return
     from smlocal.server import Emulator
 
-    data_dir = tmp_path_factory.mktemp("smlocal-data")
-    emulator = Emulator(load_settings(data_dir=data_dir, port=0)).start()
+    config = request.config
+    backend = config.getoption("smlocal_backend")
+    s3_kind = config.getoption("smlocal_s3") or os.environ.get("SMLOCAL_PYTEST_S3") or "memory"
+    if s3_kind not in ("memory", "minio"):
+        raise pytest.UsageError(f"smlocal: SMLOCAL_PYTEST_S3={s3_kind!r}: expected memory or minio")
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("smlocal-data"), port=0, backend=backend)
+    store = None
+    if s3_kind == "minio":
+        image = config.getoption("smlocal_minio_image") or os.environ.get("SMLOCAL_MINIO_IMAGE") or DEFAULT_MINIO_IMAGE
+        store = MinioStore(image, bridge_ip=_bridge_ip() if settings.backend == "docker" else None).start()
+        settings = dataclasses.replace(settings, s3_endpoint=store.endpoint, s3_access_key_id=store.access_key,
+                                       s3_secret_access_key=store.secret_key)
     try:
-        yield SmlocalHandle(emulator.endpoint, emulator.settings, emulator=emulator)
+        emulator = Emulator(settings).start()
+        try:
+            yield SmlocalHandle(emulator.endpoint, emulator.settings, emulator=emulator, s3_store=store)
+        finally:
+            emulator.stop()
     finally:
-        emulator.stop()
+        if store is not None:
+            store.stop()
+
+
+def _bridge_ip() -> str:
+    """The host's address on the engine's default bridge (where job containers reach this machine)."""
+    from smlocal.runtime.backends.docker import bridge_gateway, connect
+
+    return bridge_gateway(connect(timeout=10))
 
 
 @pytest.fixture(autouse=True)

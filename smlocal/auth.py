@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import re
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,23 @@ def accepted_keys(settings: Settings) -> dict[str, str]:
     hands that one to clients). Temporary credentials moto issues (``ASIA...``) are not in here.
     """
     keys = {CLIENT_ACCESS_KEY: client_secret_key()}
+    if settings.s3_endpoint:
+        key, secret = s3_credentials(settings)
+        keys.setdefault(key, secret)
+    return keys
+
+
+def container_key_pair() -> tuple[str, str]:
+    """A fresh random key pair for one server's containers: the only pair its listener for
+    containers accepts (besides an external S3 store's, which jobs need for the store itself), so a
+    container that is not one of its jobs cannot sign with the well-known default pair."""
+    return "SMLC" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30)
+
+
+def container_keys(settings: Settings, pair: tuple[str, str]) -> dict[str, str]:
+    """Access key → secret the containers' listener verifies against: ``pair``, and with an external
+    S3 store that store's pair (the one jobs are given for it)."""
+    keys = {pair[0]: pair[1]}
     if settings.s3_endpoint:
         key, secret = s3_credentials(settings)
         keys.setdefault(key, secret)

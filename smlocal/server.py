@@ -28,7 +28,7 @@ from werkzeug.serving import make_server
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 
 from smlocal.auth import (CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, accepted_keys, client_environment, client_secret_key,
-                          remove_server_record, s3_credentials, server_record_path, write_server_record)
+                          container_key_pair, container_keys, remove_server_record, s3_credentials, server_record_path, write_server_record)
 from smlocal.config import DEFAULT_ROLE_NAME, Settings
 from smlocal.service.store import DataDirLock, Store
 from smlocal.gateway import boundary
@@ -124,6 +124,7 @@ class Emulator:
         self._container_thread: threading.Thread | None = None
         self._container_gateway: Gateway | None = None
         self.container_endpoint: str | None = None  # where containers reach the gateway
+        self.container_credentials = container_key_pair()  # the key pair jobs in containers sign with
 
     # ---- lifecycle
     def start(self) -> "Emulator":
@@ -196,6 +197,8 @@ class Emulator:
         # containers' requests are verified: they do not come from loopback (every family is wired now)
         self._container_gateway = copy.copy(self.gateway)
         self._container_gateway.policy = dataclasses.replace(self.gateway.policy, require_signature=True)
+        # containers sign with their own random pair, and only it is accepted here (not smlocal's default)
+        self._container_gateway._keys = container_keys(settings, self.container_credentials)  # noqa: SLF001
         for family in self.families:
             self.service.register(family.operations())
         recovered = sum(family.recover() for family in self.families)
@@ -241,7 +244,7 @@ class Emulator:
             self._container_thread.start()
             self.container_endpoint = f"http://{bridge}:{server.server_address[1]}"
         backend.set_gateway(GatewayAddress(loopback=self.endpoint, container=self.container_endpoint,
-                                           bridge_host=bridge))
+                                           bridge_host=bridge, credentials=self.container_credentials))
 
     def _serve_container(self, environ, start_response):
         gateway = self._container_gateway

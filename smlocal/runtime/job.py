@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 
 from smlocal.auth import s3_credentials
 from smlocal.config import Settings
-from smlocal.runtime.backends.base import Backend, RunControl, RunResult, RunSpec, SandboxPolicy
+from smlocal.runtime.backends.base import Backend, BackendSet, RunControl, RunResult, RunSpec, SandboxPolicy
 from smlocal.runtime.staging import S3Stager
 
 # host environment a job process inherits: enough to run programs, nothing of the server's own
@@ -28,20 +28,21 @@ class RuntimeContext:
     settings: Settings
     stager: S3Stager
     logs_client: object
-    backend: Backend
+    backend: Backend  # one backend, or a BackendSet choosing per image (a lone one is wrapped in one)
     endpoint_url: str
     python: str = field(default_factory=lambda: sys.executable)
     log_journal: object | None = None  # a runtime.log_journal.LogJournal for a durable data dir
 
     def __post_init__(self) -> None:
+        if not isinstance(self.backend, BackendSet):
+            self.backend = BackendSet(self.backend)
         # jobs never see the data dir (every job's folder, the store); only their own environment,
         # copy-on-write: a job's pip install into it is gone after the job
         self.backend.confine(SandboxPolicy(hidden=(self.settings.data_dir,), shared_copy_on_write=(self.envs_root,)))
 
     def backend_for(self, image: str | None) -> Backend:
-        """The backend that runs jobs of ``image`` (per-image choice of a BackendSet, else the one)."""
-        choose = getattr(self.backend, "for_image", None)
-        return choose(image) if callable(choose) else self.backend
+        """The backend that runs jobs of ``image`` (the BackendSet's choice for it)."""
+        return self.backend.for_image(image)
 
     @property
     def jobs_root(self) -> Path:
@@ -177,7 +178,11 @@ def run_hosts(backend: Backend, specs: list[RunSpec], sinks: list[Sink], control
     def run(index: int) -> None:
         # each host its own control (a server's address is per host), the stop and limit shared
         own = RunControl(stop=inner.stop, timeout=timeout, grace_seconds=control.grace_seconds)
-        result = backend.run(specs[index], sinks[index], own)
+        try:
+            result = backend.run(specs[index], sinks[index], own)
+        except BaseException:
+            end_all("failed")  # the other hosts must not run on to the time limit
+            raise
         results[index] = result
         if result.failure or (result.exit_code != 0 and not (result.stopped or result.timed_out)):
             end_all("failed")

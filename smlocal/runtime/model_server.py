@@ -355,10 +355,20 @@ def _resolver(ctx: RuntimeContext) -> Callable[[str, bool], Runtime]:
 
 
 def _plan(ctx: RuntimeContext, containers: list[dict]) -> list[planning.ContainerPlan]:
-    """Each container resolved to a local handler, or (a backend that runs images) to its image."""
-    if containers and all(ctx.backend_for(c.get("Image")).runs_images for c in containers):
-        return [_image_plan(ctx, hostname, container)
-                for hostname, container in zip(planning.container_hostnames(containers), containers)]
+    """Each container resolved, by the backend of its image: to its image (a backend that runs
+    images) or to a local handler."""
+    if not any(ctx.backend_for(c.get("Image")).runs_images for c in containers):
+        return _local_plans(ctx, containers)
+    plans = []
+    for hostname, container in zip(planning.container_hostnames(containers), containers):
+        if ctx.backend_for(container.get("Image")).runs_images:
+            plans.append(_image_plan(ctx, hostname, container))
+        else:  # a pipeline's container served locally: planned alone, under its pipeline host name
+            plans.extend(_local_plans(ctx, [{**container, "ContainerHostname": hostname}]))
+    return plans
+
+
+def _local_plans(ctx: RuntimeContext, containers: list[dict]) -> list[planning.ContainerPlan]:
     try:
         return planning.plan_containers(containers, _resolver(ctx))
     except (planning.PlanError, UnresolvableImage) as exc:
@@ -415,7 +425,7 @@ def _launch(ctx: RuntimeContext, worker: _Worker, *, kind: str, name: str, pytho
 
     def run() -> None:
         try:
-            worker.result = ctx.backend.run(spec, sink, worker.control)
+            worker.result = ctx.backend_for(container.image).run(spec, sink, worker.control)
         except Exception as exc:  # noqa: BLE001 - recorded as the reason; the waiter reports it
             worker.tail.append(f"{LOAD_ERROR_MARKER}smlocal could not run the worker: {exc!r}")
 

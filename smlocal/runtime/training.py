@@ -121,11 +121,8 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
             job=job_marker("training", name),
         ) for host, folder, host_layout in zip(hosts, folders, layouts)]
         remaining = _remaining_runtime(job)
-        if len(specs) == 1:
-            results = [backend.run(specs[0], sink, RunControl(stop=control.stop, timeout=remaining,
-                                                              grace_seconds=control.grace_seconds))]
-        else:  # algo-1's output goes to the job's log stream, as the other hosts' does (one stream)
-            results, _ = run_hosts(backend, specs, [sink] * len(specs), control, remaining)
+        # every host's output goes to the job's log stream (one stream)
+        results, _ = run_hosts(backend, specs, [sink] * len(specs), control, remaining)
         outcome.ended_at = time.time()
         failing = next((i for i, r in enumerate(results) if r.failure or (
             r.exit_code != 0 and not (r.stopped or r.timed_out))), None)

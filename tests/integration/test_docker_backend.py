@@ -44,7 +44,8 @@ if mode == "plain":
         "dockerenv": os.path.exists("/.dockerenv"), "rows": len(data.splitlines()), "argv": sys.argv[1:],
         "hostname": socket.gethostname(), "python": sys.executable, "path": os.environ.get("PATH"),
         "endpoint": os.environ.get("AWS_ENDPOINT_URL"), "job": os.environ.get("TRAINING_JOB_NAME"),
-        "custom": os.environ.get("MY_SETTING")}))
+        "custom": os.environ.get("MY_SETTING"), "key": os.environ.get("AWS_ACCESS_KEY_ID"),
+        "secret": os.environ.get("AWS_SECRET_ACCESS_KEY")}))
     print("wrote the model", file=sys.stderr, flush=True)
 elif mode == "gateway":  # an unsigned request reaches the gateway and is refused (403)
     try:
@@ -53,7 +54,7 @@ elif mode == "gateway":  # an unsigned request reaches the gateway and is refuse
     except urllib.error.HTTPError as exc:
         answer = str(exc.code)
     open("/opt/ml/model/gateway.txt", "w").write(answer)
-elif mode == "isolated":  # nothing answers: not the gateway, not the host
+elif mode in ("isolated", "probe"):  # isolated: nothing answers; probe: whether hp["gateway"] answers
     host, port = hp["gateway"].rsplit(":", 1)
     try:
         socket.create_connection((host, int(port)), timeout=3).close()
@@ -284,9 +285,15 @@ def test_the_gateway_for_containers_wants_signatures(dsm, ds3, dbucket, docker_e
 
     endpoint = docker_emulator.container_endpoint
     assert endpoint and "127.0.0.1" not in endpoint
-    signed = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=CLIENT_ACCESS_KEY,
-                          aws_secret_access_key=client_secret_key())
+    key, secret = docker_emulator.container_credentials
+    signed = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key,
+                          aws_secret_access_key=secret)
     assert dbucket in [b["Name"] for b in signed.list_buckets()["Buckets"]]
+    host_pair = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=CLIENT_ACCESS_KEY,
+                             aws_secret_access_key=client_secret_key())
+    with pytest.raises(Exception) as refused:  # smlocal's own pair is for the host, not for containers
+        host_pair.list_buckets()
+    assert "InvalidAccessKeyId" in str(refused.value) or "AccessDenied" in str(refused.value)
     unsigned = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                             config=Config(signature_version=UNSIGNED))
     with pytest.raises(Exception) as refused:
@@ -590,3 +597,135 @@ def test_builtin_xgboost_follows_the_version_the_jobs_image_names(dsm, ds3, dbuc
     assert described["TransformJobStatus"] == "Completed", described.get("FailureReason")
     out = ds3.get_object(Bucket=dbucket, Key="xgb/out/rows.libsvm.out")["Body"].read().decode().split()
     assert len(out) == 2 and abs(float(out[0]) - 21) < 2 and abs(float(out[1]) - 61) < 2
+
+
+# ---- what a job may do to the host and to other jobs
+
+SITE_PACKAGES = next(p for p in sys.path if p.endswith("site-packages") and os.path.isdir(os.path.join(p, "boto3")))
+
+LIST_BUCKETS = """
+import sys, boto3
+client = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id=sys.argv[2],
+                      aws_secret_access_key=sys.argv[3])
+try:
+    print("buckets:", len(client.list_buckets()["Buckets"]))
+except Exception as exc:
+    print("refused:", exc)
+"""
+
+
+def _on_docker0(engine, *args) -> str:
+    """Runs LIST_BUCKETS in a container of the default bridge that is not a job of smlocal's (this
+    machine's boto3, mounted read-only) and returns what it printed."""
+    output = engine.containers.run(BYO_IMAGE, ["/usr/bin/python3", "-c", LIST_BUCKETS, *args], remove=True,
+                                   labels=TEST_LABEL, network_mode="bridge", environment={"PYTHONPATH": "/site"},
+                                   volumes={SITE_PACKAGES: {"bind": "/site", "mode": "ro"}})
+    return output.decode()
+
+
+def test_containers_sign_with_the_jobs_own_key_pair_not_smlocals(dsm, ds3, dbucket, docker_emulator, engine):
+    from smlocal.auth import CLIENT_ACCESS_KEY, client_secret_key
+
+    name = f"byo-keys-{uuid.uuid4().hex[:8]}"
+    dsm.create_training_job(**_training(name, dbucket, BYO_IMAGE))
+    job = wait_for(dsm, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    model = json.loads(_model_files(ds3, dbucket, name)["model.txt"])
+    assert model["key"] != CLIENT_ACCESS_KEY and (model["key"], model["secret"]) == docker_emulator.container_credentials
+    endpoint = docker_emulator.container_endpoint
+    assert _on_docker0(engine, endpoint, CLIENT_ACCESS_KEY, client_secret_key()).startswith("refused:")
+    assert _on_docker0(engine, endpoint, model["key"], model["secret"]).startswith("buckets:")
+
+
+def test_a_training_job_cannot_reach_an_endpoint_container(dsm, ds3, dbucket, docker_emulator, engine):
+    from smlocal.runtime.backends.docker import JOB_LABEL
+
+    model = _model(dsm, ds3, dbucket, "delta")
+    endpoint = f"{model}-ep"
+    dsm.create_endpoint_config(EndpointConfigName=f"{model}-config", ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    dsm.create_endpoint(EndpointName=endpoint, EndpointConfigName=f"{model}-config")
+    try:
+        dsm.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        serving = [c for c in _running(engine, docker_emulator) if endpoint in c.labels.get(JOB_LABEL, "")]
+        assert len(serving) == 1
+        address = next(iter(serving[0].attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        name = f"byo-probe-{uuid.uuid4().hex[:8]}"
+        dsm.create_training_job(**_training(name, dbucket, BYO_IMAGE, {"mode": "probe", "gateway": f"{address}:8080"}))
+        job = wait_for(dsm, name)
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        outcome = _model_files(ds3, dbucket, name)["isolated.txt"].decode().splitlines()[0]
+        assert outcome.startswith("unreachable"), outcome
+    finally:
+        dsm.delete_endpoint(EndpointName=endpoint)
+
+
+def test_a_container_that_cannot_start_fails_every_host_at_once(dsm, dbucket, docker_emulator, engine):
+    name = f"byo-noexe-{uuid.uuid4().hex[:8]}"
+    request = _training(name, dbucket, BYO_IMAGE)
+    request["AlgorithmSpecification"]["ContainerEntrypoint"] = ["/no/such/program"]
+    request["ResourceConfig"]["InstanceCount"] = 2
+    started = time.time()
+    dsm.create_training_job(**request)
+    job = wait_for(dsm, name)
+    assert job["TrainingJobStatus"] == "Failed" and time.time() - started < 60
+    assert job["FailureReason"].startswith("ClientError: the container could not start: ")
+    assert "/no/such/program" in job["FailureReason"]
+    assert _labelled(engine, docker_emulator) == []
+
+
+SETUID_JOB = ("cp /bin/true /opt/ml/output/suid && chmod 6755 /opt/ml/output/suid && "
+              "mkdir -p /opt/ml/model/private/deep && echo x > /opt/ml/model/private/deep/file && "
+              "chown -R 12345:12345 /opt/ml/model/private && chmod 700 /opt/ml/model/private && "
+              "grep -E 'CapEff|NoNewPrivs' /proc/self/status > /opt/ml/output/status")
+
+
+def test_a_job_leaves_no_root_or_setuid_file_in_its_host_folder(engine, byo_image, tmp_path):
+    import stat
+
+    from smlocal.runtime.backends.base import RunControl, RunSpec
+    from smlocal.runtime.backends.docker import DockerBackend
+
+    folder = tmp_path / "algo-1"
+    (folder / "output").mkdir(parents=True)
+    backend = DockerBackend(f"test-{uuid.uuid4().hex[:8]}")
+    lines: list[str] = []
+    result = backend.run(RunSpec(command=(), env={}, opt_ml=folder, image=BYO_IMAGE, entrypoint=("/bin/sh", "-c"),
+                                 arguments=(SETUID_JOB,), job=f"training/setuid-{uuid.uuid4().hex[:6]}"),
+                         lines.append, RunControl())
+    assert result.exit_code == 0 and result.failure is None, lines
+    paths = [folder, *folder.rglob("*")]
+    assert folder / "model" / "private" / "deep" / "file" in paths
+    for path in paths:
+        info = path.lstat()
+        assert (info.st_uid, info.st_gid) == (os.getuid(), os.getgid()), path
+        assert not info.st_mode & (stat.S_ISUID | stat.S_ISGID), path
+    status = dict(line.split(":\t") for line in (folder / "output" / "status").read_text().splitlines())
+    capabilities = int(status["CapEff"], 16)
+    assert status["NoNewPrivs"] == "1" and not capabilities & (1 << 13) and not capabilities & (1 << 27)  # NET_RAW, MKNOD
+    assert engine.containers.list(all=True, filters={"label": f"smlocal.server={backend.server}"}) == []
+
+
+def test_start_up_removes_what_dead_servers_of_other_data_dirs_left(engine, byo_image):
+    from smlocal.runtime.backends.docker import OWNER_LABEL, SERVER_LABEL, DockerBackend, owner_id
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead, live = owner_id(finished.pid), owner_id(os.getpid())
+    created = []
+    try:
+        for owner in (dead, live):
+            labels = {**TEST_LABEL, SERVER_LABEL: f"other-{uuid.uuid4().hex[:8]}", OWNER_LABEL: owner}
+            created.append(engine.containers.create(BYO_IMAGE, ["sleep", "300"], labels=labels))
+            created.append(engine.networks.create(f"smlocal-test-{uuid.uuid4().hex[:8]}", labels=labels))
+        DockerBackend(f"test-{uuid.uuid4().hex[:8]}").remove_leftovers()
+        left = {c.id for c in engine.containers.list(all=True, filters={"label": OWNER_LABEL})} | \
+            {n.id for n in engine.networks.list(filters={"label": OWNER_LABEL})}
+        assert created[0].id not in left and created[1].id not in left  # the dead server's: removed
+        assert created[2].id in left and created[3].id in left  # a live server's: kept
+    finally:
+        for thing in created:
+            try:
+                thing.remove(force=True) if hasattr(thing, "exec_run") else thing.remove()
+            except Exception:  # noqa: BLE001 - already removed
+                pass

@@ -154,8 +154,6 @@ class BackendSet:
         self.default = default
         self._by_name = {default.name: default, **dict(others or {})}
         self._choose = choose or (lambda image: None)
-        self.name = default.name
-        self.runs_images = default.runs_images
 
     @property
     def backends(self) -> Iterable[Backend]:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from smlocal.auth import is_loopback, runtime_dir
+from smlocal.auth import CLIENT_ACCESS_KEY, is_loopback, runtime_dir
 from smlocal.runtime.backends.base import OutputSink, RunControl, RunResult, RunSpec, SandboxPolicy
 from smlocal.runtime.backends.process import _Tail, split_block
 
@@ -52,9 +52,18 @@ _log = logging.getLogger(__name__)
 SERVER_LABEL = "smlocal.server"
 JOB_LABEL = "smlocal.job"
 HOST_LABEL = "smlocal.host"
+OWNER_LABEL = "smlocal.owner"
 CONTAINER_ROOT = "/opt/ml"
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _ENDPOINT_PREFIX = "AWS_ENDPOINT_URL"
+#: capabilities no job needs: raw sockets, device nodes, file capabilities, the audit log. The rest
+#: of Docker's default set stays: the training toolkit runs as root (as on SageMaker), installs
+#: requirements and starts sshd for MPI jobs (which changes user and chroots its privilege separation)
+DROPPED_CAPABILITIES = ("NET_RAW", "MKNOD", "SETFCAP", "AUDIT_WRITE")
+PIDS_LIMIT = 4096
+_INIT_EXEC_FAILURE = "[FATAL tini"  # docker-init's line when the entry program cannot be executed
+#: what the clean-up container (:meth:`DockerBackend._reclaim`) may do: change owners and modes
+_RECLAIM_CAPABILITIES = ["CHOWN", "FOWNER", "DAC_OVERRIDE", "DAC_READ_SEARCH"]
 
 
 class DockerUnavailable(RuntimeError):
@@ -118,12 +127,15 @@ class GatewayAddress:
     """Where containers reach the gateway: ``loopback`` (the server's own URL) → ``container``.
 
     ``bridge_host`` is the host's address containers reach: another loopback endpoint (an external
-    S3 store on this machine) is rewritten to it, port kept.
+    S3 store on this machine) is rewritten to it, port kept. ``credentials``: the key pair the
+    containers' listener accepts (:func:`smlocal.auth.container_key_pair`), given to jobs in place
+    of smlocal's own pair.
     """
 
     loopback: str
     container: str
     bridge_host: str
+    credentials: tuple[str, str] | None = None
 
     def rewrite(self, url: str) -> str:
         if url.rstrip("/") == self.loopback.rstrip("/") or url.startswith(self.loopback.rstrip("/") + "/"):
@@ -145,6 +157,7 @@ class DockerBackend:
         """``server``: this server's label value (:func:`server_id`); ``client``: a Docker SDK
         client (default: :func:`connect`); ``gateway``: see :meth:`set_gateway`."""
         self.server = server
+        self.owner = owner_id()
         self.client = client if client is not None else connect()
         self.api = self.client.api
         self.gateway = gateway
@@ -195,6 +208,8 @@ class DockerBackend:
             return False
 
     def run(self, spec: RunSpec, sink: OutputSink, control: RunControl) -> RunResult:
+        import docker
+
         started = time.monotonic()
         try:
             image = self.local_image(spec.image)
@@ -203,16 +218,21 @@ class DockerBackend:
             return RunResult(exit_code=1, failure=str(exc), elapsed=time.monotonic() - started)
         if control.stop.is_set():
             return RunResult(exit_code=137, stopped=True, elapsed=time.monotonic() - started)
-        network = self._network_for(spec)
-        container = None
+        network = container = None
         try:
+            network = self._network_for(spec)
             container = self._create(spec, image, network)
+            self.api.start(container)
             return self._run(container, spec, sink, control, started, network)
+        except docker.errors.APIError as exc:  # the engine refused: no such executable, a port taken ...
+            _log.info("the container of %s did not start: %s", spec.job, exc)
+            return RunResult(exit_code=1, failure=start_failure(exc), elapsed=time.monotonic() - started)
         finally:
             if container is not None:
                 self._remove(container)
+                self._reclaim(spec, image)
             if network is not None:
-                self._release_network(spec.job)
+                self._release_network(spec)
 
     def sweep(self, job_folder: Path) -> None:
         """Removes the containers and networks a dead server left for the job of ``job_folder``
@@ -221,8 +241,9 @@ class DockerBackend:
 
     def remove_leftovers(self) -> int:
         """Removes every container and network of this server's label (a dead server's: the data dir
-        is this server's); returns how many containers."""
-        return self._remove_labelled({})
+        is this server's) and those of any smlocal server whose owner is gone (:func:`owner_is_dead`);
+        returns how many containers."""
+        return self._remove_labelled({}) + self._remove_dead_owners()
 
     def accepts_client(self, address: str) -> bool:
         """Whether a connection from ``address`` may reach the gateway: not from a container of an
@@ -241,7 +262,7 @@ class DockerBackend:
 
     # ---- one container
     def _labels(self, spec: RunSpec) -> dict[str, str]:
-        return {SERVER_LABEL: self.server, JOB_LABEL: spec.job, HOST_LABEL: spec.hostname}
+        return {SERVER_LABEL: self.server, OWNER_LABEL: self.owner, JOB_LABEL: spec.job, HOST_LABEL: spec.hostname}
 
     def _environment(self, spec: RunSpec, image: str) -> dict[str, str]:
         env = spec.container_environment()
@@ -256,6 +277,8 @@ class DockerBackend:
             for key, value in env.items():
                 if key.startswith(_ENDPOINT_PREFIX):
                     env[key] = self.gateway.rewrite(value)
+        if self.gateway is not None and self.gateway.credentials and env.get("AWS_ACCESS_KEY_ID") == CLIENT_ACCESS_KEY:
+            env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = self.gateway.credentials
         return env
 
     def _check_mounts(self, spec: RunSpec) -> None:
@@ -275,12 +298,11 @@ class DockerBackend:
             ports = {spec.serve_port: ("127.0.0.1", None)}
         if network is not None:
             mode, extra_hosts = network, None
-        elif spec.network_isolation:
+        else:  # a one-host isolated job (_network_for)
             mode, extra_hosts = "none", {host: "127.0.0.1" for host in spec.all_hosts}
-        else:
-            mode, extra_hosts = "bridge", None
         host_config = api.create_host_config(binds=binds, port_bindings=ports or None, network_mode=mode,
-                                             extra_hosts=extra_hosts, init=True)
+                                             extra_hosts=extra_hosts, init=True, cap_drop=list(DROPPED_CAPABILITIES),
+                                             security_opt=["no-new-privileges"], pids_limit=PIDS_LIMIT)
         networking = None
         if network is not None:
             networking = api.create_networking_config({network: api.create_endpoint_config(aliases=[spec.hostname])})
@@ -294,7 +316,6 @@ class DockerBackend:
     def _run(self, container: str, spec: RunSpec, sink: OutputSink, control: RunControl, started: float,
              network: str | None) -> RunResult:
         api = self.api
-        api.start(container)
         if spec.serve_port:
             control.address = self._address(container, spec, network)
         tail = _Tail()
@@ -324,8 +345,12 @@ class DockerBackend:
                 self._stop(container, control.grace_seconds)
         for reader in readers:
             reader.join(timeout=5)
-        return RunResult(exit_code=status[0] if status else 137, stopped=stopped, timed_out=timed_out,
-                         stderr_tail=tail.text(), elapsed=time.monotonic() - started)
+        code = status[0] if status else 137
+        # the engine's init (--init) could not exec the entry: the container never started the job
+        failure = next((f"ClientError: the container could not start: {line.strip()}" for line in tail.text().splitlines()
+                        if code in (126, 127) and line.startswith(_INIT_EXEC_FAILURE)), None)
+        return RunResult(exit_code=code, stopped=stopped, timed_out=timed_out, stderr_tail=tail.text(),
+                         elapsed=time.monotonic() - started, failure=failure)
 
     def _stop(self, container: str, grace: float) -> None:
         """``docker stop``: SIGTERM, SIGKILL after the grace period (in a thread: the loop keeps watching)."""
@@ -376,11 +401,12 @@ class DockerBackend:
 
     # ---- networks
     def _network_for(self, spec: RunSpec) -> str | None:
-        """The job-private network of a job with several hosts (or an isolated server), shared by its
-        hosts' runs and removed when the last ends."""
-        if len(spec.all_hosts) < 2 and not (spec.network_isolation and spec.serve_port):
+        """The job-private network of every job but a one-host isolated one without a server (that one
+        has ``--network none``): shared by the job's hosts' runs and removed when the last ends. Jobs
+        and endpoints never share a network: none reaches another's containers."""
+        if spec.network_isolation and len(spec.all_hosts) < 2 and not spec.serve_port:
             return None
-        key = spec.job or f"{spec.opt_ml.parent}"
+        key = _network_key(spec)
         with self._lock:
             entry = self._networks.get(key)
             if entry is not None:
@@ -389,7 +415,8 @@ class DockerBackend:
             suffix = hashlib.sha256(f"{self.server}/{key}/{time.time()}".encode()).hexdigest()[:12]
             created = self.client.networks.create(f"smlocal-{suffix}", driver="bridge",
                                                   internal=spec.network_isolation, check_duplicate=True,
-                                                  labels={SERVER_LABEL: self.server, JOB_LABEL: spec.job})
+                                                  labels={SERVER_LABEL: self.server, OWNER_LABEL: self.owner,
+                                                          JOB_LABEL: spec.job})
             created.reload()
             configs = (created.attrs.get("IPAM") or {}).get("Config") or []
             subnet = configs[0].get("Subnet") if configs else None
@@ -398,23 +425,54 @@ class DockerBackend:
             self._networks[key] = [created.name, 1, subnet, created.id]
             return created.name
 
-    def _release_network(self, job: str) -> None:
+    def _release_network(self, spec: RunSpec) -> None:
+        key = _network_key(spec)
         with self._lock:
-            entry = self._networks.get(job)
+            entry = self._networks.get(key)
             if entry is None:
                 return
             entry[1] -= 1
             if entry[1] > 0:
                 return
-            del self._networks[job]
+            del self._networks[key]
             self._isolated_subnets.discard(entry[2])
         try:
             self.client.networks.get(entry[3]).remove()
         except Exception as exc:  # noqa: BLE001 - already gone
             _log.info("removing the network %s: %s", entry[0], exc)
 
-    def _remove_labelled(self, labels: dict[str, str]) -> int:
-        wanted = [f"{SERVER_LABEL}={self.server}", *(f"{k}={v}" for k, v in labels.items())]
+    # ---- the job folder back to this server
+    def _reclaim(self, spec: RunSpec, image: str) -> None:
+        """Gives what the container left in the job's folders back to this server's user, set-id bits
+        stripped (a container's root owns what it wrote; a hostile job could leave a setuid program):
+        a short ``--network none`` container of the job's image runs ``chown``/``chmod`` on them."""
+        folders = [Path(spec.opt_ml).resolve(), *(Path(src).resolve() for src, _ in spec.binds)]
+        uid, gid = os.getuid(), os.getgid()
+        if not any(_needs_reclaim(folder, uid, gid) for folder in folders):
+            return
+        targets = [f"/reclaim/{index}" for index in range(len(folders))]
+        script = (f"chmod -R u-s,g-s {' '.join(targets)}; chown -R -h {uid}:{gid} {' '.join(targets)}; "
+                  f"chmod -R u-s,g-s {' '.join(targets)}")
+        host_config = self.api.create_host_config(
+            binds={str(folder): {"bind": target, "mode": "rw"} for folder, target in zip(folders, targets)},
+            network_mode="none", cap_drop=["ALL"], cap_add=_RECLAIM_CAPABILITIES,
+            security_opt=["no-new-privileges"], pids_limit=64)
+        container = None
+        try:
+            container = self.api.create_container(image, entrypoint=["/bin/sh", "-c", script], command=[], user="0:0",
+                                                  labels={**self._labels(spec), HOST_LABEL: f"{spec.hostname}-reclaim"},
+                                                  host_config=host_config, detach=True)["Id"]
+            self.api.start(container)
+            self.api.wait(container, timeout=120)
+        except Exception as exc:  # noqa: BLE001 - e.g. an image without /bin/sh: the files stay as they are
+            _log.warning("could not give %s back to uid %d (%s): the job left files this server may not remove",
+                         spec.opt_ml, uid, exc)
+        finally:
+            if container is not None:
+                self._remove(container)
+
+    def _remove_labelled(self, labels: dict[str, str], server: str | None = None) -> int:
+        wanted = [f"{SERVER_LABEL}={server or self.server}", *(f"{k}={v}" for k, v in labels.items())]
         removed = 0
         for info in self.api.containers(all=True, filters={"label": wanted}):
             self._remove(info["Id"])
@@ -427,6 +485,119 @@ class DockerBackend:
         if removed:
             _log.warning("removed %d container(s) a previous smlocal server left", removed)
         return removed
+
+    def _remove_dead_owners(self) -> int:
+        """Removes the containers and networks of every smlocal server (any data dir) whose owner
+        label names a process of this machine that is gone; a live server's, another machine's and
+        unlabelled ones stay."""
+        dead: set[str] = set()
+        for info in self.api.containers(all=True, filters={"label": OWNER_LABEL}):
+            owner = (info.get("Labels") or {}).get(OWNER_LABEL, "")
+            if owner != self.owner and owner_is_dead(owner):
+                dead.add(owner)
+        for network in self.client.networks.list(filters={"label": OWNER_LABEL}):
+            owner = (network.attrs.get("Labels") or {}).get(OWNER_LABEL, "")
+            if owner != self.owner and owner_is_dead(owner):
+                dead.add(owner)
+        removed = 0
+        for owner in dead:
+            for info in self.api.containers(all=True, filters={"label": f"{OWNER_LABEL}={owner}"}):
+                self._remove(info["Id"])
+                removed += 1
+            for network in self.client.networks.list(filters={"label": f"{OWNER_LABEL}={owner}"}):
+                try:
+                    network.remove()
+                except Exception as exc:  # noqa: BLE001 - in use by a container being removed
+                    _log.info("removing the network %s: %s", network.name, exc)
+        if removed:
+            _log.warning("removed %d container(s) of smlocal servers that are gone", removed)
+        return removed
+
+
+def _network_key(spec: RunSpec) -> str:
+    return spec.job or str(spec.opt_ml.parent)
+
+
+def _needs_reclaim(folder: Path, uid: int, gid: int) -> bool:
+    """Whether anything under ``folder`` is not ``uid:gid``'s or has a set-id bit (or cannot be read)."""
+    import stat
+
+    def wrong(path: str) -> bool:
+        info = os.lstat(path)
+        return (info.st_uid, info.st_gid) != (uid, gid) or bool(info.st_mode & (stat.S_ISUID | stat.S_ISGID)
+                                                               and not stat.S_ISLNK(info.st_mode))
+
+    try:
+        if wrong(str(folder)):
+            return True
+        for root, dirs, files in os.walk(folder, onerror=_raise):
+            if any(wrong(os.path.join(root, name)) for name in (*dirs, *files)):
+                return True
+    except OSError:
+        return True
+    return False
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def start_failure(exc) -> str:
+    """The FailureReason of a container the engine could not create or start."""
+    explanation = getattr(exc, "explanation", None) or str(exc)
+    if isinstance(explanation, bytes):
+        explanation = explanation.decode("utf-8", errors="replace")
+    return f"ClientError: the container could not start: {explanation}"
+
+
+# ---- owners: which server made a container (crash recovery across data dirs)
+def _machine() -> str:
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            value = Path(path).read_text().strip()
+            if value:
+                return value[:32]
+        except OSError:
+            continue
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:32]
+
+
+def _boot() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:32]
+    except OSError:
+        return "unknown"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()[19]
+
+
+def owner_id(pid: int | None = None) -> str:
+    """``machine.boot.pid.start``: this process, told apart from a later one of the same pid."""
+    pid = os.getpid() if pid is None else pid
+    return f"{_machine()}.{_boot()}.{pid}.{_start_time(pid) or 0}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """Whether the process an :func:`owner_id` names is gone: this machine, and another boot or no
+    such process (same pid and start time). Another machine's owner is never judged dead."""
+    parts = owner.split(".")
+    if len(parts) != 4 or parts[0] != _machine():
+        return False
+    if parts[1] != _boot():
+        return True
+    try:
+        return _start_time(int(parts[2])) != parts[3]
+    except ValueError:
+        return False
 
 
 class _MissingImage(Exception):

@@ -112,8 +112,13 @@ def run_processing_job(job: dict, ctx: RuntimeContext, reporter: ProcessingRepor
     outcome = ProcessingOutcome()
     hosts: list[_Host] = []
     try:
-        backend = ctx.backend_for(job["AppSpecification"]["ImageUri"])
-        runtime, mapping = _resolve(job, ctx, runs_images=backend.runs_images)
+        image = job["AppSpecification"]["ImageUri"]
+        backend = ctx.backend_for(image)
+        problem = backend.image_problem(image)  # None on the process backend: its runners map images
+        if problem:
+            raise JobFailure(problem)
+        launcher: _Launcher = _ImageLaunch(ctx) if backend.runs_images else _LocalLaunch(ctx)
+        runtime, mapping = launcher.runtime(image)
         cluster = job["ProcessingResources"]["ClusterConfig"]
         names = host_names(int(cluster.get("InstanceCount", 1)))
         image_env = _image_env(runtime)
@@ -125,10 +130,7 @@ def run_processing_job(job: dict, ctx: RuntimeContext, reporter: ProcessingRepor
         _log_notes(job, hosts, reporter)
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             list(pool.map(lambda h: _stage_inputs(job, h, len(hosts), ctx), hosts))
-        python, command = ctx.python, []
-        if not backend.runs_images:  # else the image runs its own entry with its own software
-            python = _python_for(hosts[0], ctx, lambda line: reporter.log(hosts[0].name, line))
-            command = _command(hosts[0].layout, runtime, mapping, python)
+        python, command = launcher.launch(hosts[0], runtime, mapping, reporter)
         if control.stop.is_set():
             outcome.status = "Stopped"
             return outcome
@@ -168,23 +170,54 @@ def run_processing_job(job: dict, ctx: RuntimeContext, reporter: ProcessingRepor
 
 
 # ---- preparing the hosts
-def _resolve(job: dict, ctx: RuntimeContext, *, runs_images: bool = False) -> tuple[Runtime, ImageMapping | None]:
-    image = job["AppSpecification"]["ImageUri"]
-    if runs_images:  # the image itself runs: it only has to be there
-        problem = ctx.backend_for(image).image_problem(image)
-        if problem:
-            raise JobFailure(problem)
+class _Launcher(Protocol):
+    """How a backend's jobs are launched: the one place the runner tells the two kinds apart."""
+
+    def runtime(self, image: str) -> tuple[Runtime, ImageMapping | None]:
+        """What the image is, and its mapping to this machine's software if it has one."""
+
+    def launch(self, host: _Host, runtime: Runtime, mapping: ImageMapping | None,
+               reporter: ProcessingReporter) -> tuple[str, list[str]]:
+        """The interpreter and command every host runs, once the inputs are staged."""
+
+
+class _ImageLaunch:
+    """A backend that runs the image itself (it must be there, checked before): the image runs its
+    own entry with its own software."""
+
+    def __init__(self, ctx: RuntimeContext) -> None:
+        self.ctx = ctx
+
+    def runtime(self, image: str) -> tuple[Runtime, ImageMapping | None]:
         return Runtime(kind="custom", image=image), None
-    mapping = ctx.settings.image_mapping(image)
-    if mapping is not None:
-        return Runtime(kind="framework" if mapping.kind == "script" else "custom", image=image), mapping
-    # a processing job never runs a built-in algorithm's training: XGBoost is the framework image
-    runtime = resolve_runtime(image, has_entry_point=True)
-    if runtime.kind == "algorithm":
-        raise UnresolvableImage(
-            f"smlocal cannot run the built-in algorithm image '{image}' as a processing container. "
-            "Map it to a local command in [tool.smlocal.images] to run it.")
-    return runtime, None
+
+    def launch(self, host: _Host, runtime: Runtime, mapping: ImageMapping | None,
+               reporter: ProcessingReporter) -> tuple[str, list[str]]:
+        return self.ctx.python, []
+
+
+class _LocalLaunch:
+    """The process backend: the image maps to this machine's software."""
+
+    def __init__(self, ctx: RuntimeContext) -> None:
+        self.ctx = ctx
+
+    def runtime(self, image: str) -> tuple[Runtime, ImageMapping | None]:
+        mapping = self.ctx.settings.image_mapping(image)
+        if mapping is not None:
+            return Runtime(kind="framework" if mapping.kind == "script" else "custom", image=image), mapping
+        # a processing job never runs a built-in algorithm's training: XGBoost is the framework image
+        runtime = resolve_runtime(image, has_entry_point=True)
+        if runtime.kind == "algorithm":
+            raise UnresolvableImage(
+                f"smlocal cannot run the built-in algorithm image '{image}' as a processing container. "
+                "Map it to a local command in [tool.smlocal.images] to run it.")
+        return runtime, None
+
+    def launch(self, host: _Host, runtime: Runtime, mapping: ImageMapping | None,
+               reporter: ProcessingReporter) -> tuple[str, list[str]]:
+        python = _python_for(host, self.ctx, lambda line: reporter.log(host.name, line))
+        return python, _command(host.layout, runtime, mapping, python)
 
 
 def _image_env(runtime: Runtime) -> dict[str, str] | None:

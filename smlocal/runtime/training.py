@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from smlocal.runtime import archives, container_command, contract, frameworks, jobfiles, remote_function
 from smlocal.runtime.algorithms import metrics as builtin_metrics
@@ -64,15 +64,17 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
         params = contract.framework_params(hps)
         algorithm = job.get("AlgorithmSpecification") or {}
         entrypoint = tuple(algorithm.get("ContainerEntrypoint") or ())
-        image = algorithm.get("TrainingImage")
+        image = _training_image(job)
         backend = ctx.backend_for(image)
-        runtime = _resolve(job, ctx, has_entry_point=bool(params.program), runs_images=backend.runs_images)
+        problem = backend.image_problem(image)  # None on the process backend: its runners map images
+        if problem:
+            raise JobFailure(problem)
+        launcher: _Launcher = _ImageLaunch(ctx) if backend.runs_images else _LocalLaunch(ctx)
+        runtime = launcher.runtime(image, has_entry_point=bool(params.program))
         # the service knows a built-in algorithm's metrics, and adds the job's own MetricDefinitions
         metrics = MetricCollector((builtin_metrics.definitions(runtime.algorithm) if runtime.kind == "algorithm"
                                    else []) + list(algorithm.get("MetricDefinitions") or []))
-        # a backend that runs images gives every instance its own host; the process backend runs one
-        count = int((job.get("ResourceConfig") or {}).get("InstanceCount") or 1) if backend.runs_images else 1
-        hosts = tuple(f"algo-{i}" for i in range(1, max(1, count) + 1))
+        hosts = launcher.hosts(job)
         layouts = []
         for host in hosts:
             folders.append(job_dir(ctx, "training", name, host))
@@ -83,21 +85,12 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
                 script_mode=False if entrypoint else None,  # the image's own entry (the toolkit) is replaced
             ))
             _materialize(folders[-1], layouts[-1])
-        opt_ml, layout = folders[0], layouts[0]
+        opt_ml = folders[0]
 
         reporter.secondary("Downloading", "Downloading input data")
         for folder in folders:
             _stage_channels(job, folder, ctx, reporter)
-        if backend.runs_images:
-            command, workdir, python, extra_env = [], "/opt/ml", ctx.python, {}
-            container_mode = bool(entrypoint or algorithm.get("ContainerArguments"))
-            if runtime.kind == "framework" and params.submit_directory and \
-                    not params.submit_directory.startswith("s3://"):
-                for folder in folders:  # the toolkit fetches an s3:// one itself; a local one is not in the image
-                    _fetch_code(params.submit_directory, folder / "code", ctx)
-        else:
-            command, workdir, python, extra_env, container_mode = _local_command(
-                job, runtime, layout, opt_ml, ctx, reporter, params)
+        launch = launcher.launch(job, runtime, folders, layouts, reporter, params)
 
         reporter.secondary("Training", "Training image download completed. Training in progress.")
         outcome.started_at = time.time()
@@ -107,10 +100,10 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
             reporter.log(line)
 
         specs = [RunSpec(
-            command=tuple(command),
-            env=_environment(ctx, runtime, host_layout.env, extra_env, python, name),
+            command=launch.command,
+            env=_environment(ctx, runtime, host_layout.env, launch.env, launch.python, name),
             opt_ml=folder,
-            workdir=workdir,
+            workdir=launch.workdir,
             network_isolation=bool(job.get("EnableNetworkIsolation")),
             pidfile=pidfile(ctx, "training", name, host),
             image=image,
@@ -135,9 +128,8 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
             outcome.secondary = "MaxRuntimeExceeded" if timed_out else "Stopped"
             reporter.secondary("Stopping", "Stopping the training job")
         elif failing is not None:
-            outcome.failure_reason = _failure_reason(folders[failing], result, command,
-                                                     script_mode=runtime.kind == "framework" and not container_mode
-                                                     and not backend.runs_images)
+            outcome.failure_reason = _failure_reason(folders[failing], result, launch.command,
+                                                     script_mode=launch.script_mode)
         else:
             outcome.status = outcome.secondary = "Completed"
 
@@ -160,8 +152,91 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
     return outcome
 
 
+@dataclass(frozen=True)
+class _Launch:
+    """What every host of the job runs.
+
+    Attributes:
+        python: The interpreter the job's Python programs run with.
+        command: The command line (empty: the image runs its own entry).
+        workdir: The working folder.
+        env: Environment on top of the job's own (a requirements environment's pip settings...).
+        script_mode: Whether a failure is the framework toolkit's (FailureReason from stderr).
+    """
+
+    python: str
+    command: tuple[str, ...] = ()
+    workdir: str = "/opt/ml"
+    env: dict[str, str] = field(default_factory=dict)
+    script_mode: bool = False
+
+
+class _Launcher(Protocol):
+    """How a backend's jobs are launched: the one place the runner tells the two kinds apart."""
+
+    def runtime(self, image: str, *, has_entry_point: bool) -> Runtime:
+        """What the image is (the metrics, image environment and packages follow from it)."""
+
+    def hosts(self, job: dict) -> tuple[str, ...]:
+        """The job's hosts."""
+
+    def launch(self, job: dict, runtime: Runtime, folders: list[Path], layouts: list[contract.JobLayout],
+               reporter: Reporter, params: contract.FrameworkParams) -> _Launch:
+        """What the hosts run, once their channels are staged."""
+
+
+class _ImageLaunch:
+    """A backend that runs the image itself: the image must be there (checked before), every
+    instance is its own host, and the image's own entry runs."""
+
+    def __init__(self, ctx: RuntimeContext) -> None:
+        self.ctx = ctx
+
+    def runtime(self, image: str, *, has_entry_point: bool) -> Runtime:
+        try:  # what it is only names its metrics
+            return resolve_runtime(image, has_entry_point=has_entry_point)
+        except UnresolvableImage:
+            return Runtime(kind="custom", image=image)
+
+    def hosts(self, job: dict) -> tuple[str, ...]:
+        count = int((job.get("ResourceConfig") or {}).get("InstanceCount") or 1)
+        return tuple(f"algo-{i}" for i in range(1, max(1, count) + 1))
+
+    def launch(self, job: dict, runtime: Runtime, folders: list[Path], layouts: list[contract.JobLayout],
+               reporter: Reporter, params: contract.FrameworkParams) -> _Launch:
+        if runtime.kind == "framework" and params.submit_directory and \
+                not params.submit_directory.startswith("s3://"):
+            for folder in folders:  # the toolkit fetches an s3:// one itself; a local one is not in the image
+                _fetch_code(params.submit_directory, folder / "code", self.ctx)
+        return _Launch(python=self.ctx.python)
+
+
+class _LocalLaunch:
+    """The process backend: the image maps to this machine's software, on one host."""
+
+    def __init__(self, ctx: RuntimeContext) -> None:
+        self.ctx = ctx
+
+    def runtime(self, image: str, *, has_entry_point: bool) -> Runtime:
+        mapping = self.ctx.settings.image_mapping(image)
+        if mapping is not None:
+            return Runtime(kind="script" if mapping.kind == "script" else "custom", image=image)
+        return resolve_runtime(image, has_entry_point=has_entry_point)
+
+    def hosts(self, job: dict) -> tuple[str, ...]:
+        return ("algo-1",)
+
+    def launch(self, job: dict, runtime: Runtime, folders: list[Path], layouts: list[contract.JobLayout],
+               reporter: Reporter, params: contract.FrameworkParams) -> _Launch:
+        command, workdir, python, extra_env, container_mode = _local_command(
+            job, runtime, layouts[0], folders[0], self.ctx, reporter, params)
+        return _Launch(python, tuple(command), workdir, extra_env,
+                       script_mode=runtime.kind == "framework" and not container_mode)
+
+
 def _local_command(job: dict, runtime: Runtime, layout: contract.JobLayout, opt_ml: Path, ctx: RuntimeContext,
-                   reporter: Reporter, params) -> tuple[list[str], str, str, dict[str, str], bool]:
+                   reporter: Reporter, params: contract.FrameworkParams
+                   ) -> tuple[list[str], str, str, dict[str, str], bool]:
     """What runs on this machine for the image: (command, workdir, python, extra env, container mode)."""
     algorithm = job.get("AlgorithmSpecification") or {}
     entrypoint = tuple(algorithm.get("ContainerEntrypoint") or ())
@@ -246,7 +321,7 @@ def _merge_hosts(folders: list[Path]) -> None:
                 shutil.copyfile(source, target)
 
 
-def _resolve(job: dict, ctx: RuntimeContext, *, has_entry_point: bool, runs_images: bool = False) -> Runtime:
+def _training_image(job: dict) -> str:
     spec = job.get("AlgorithmSpecification", {})
     image = spec.get("TrainingImage")
     if not image:
@@ -254,18 +329,7 @@ def _resolve(job: dict, ctx: RuntimeContext, *, has_entry_point: bool, runs_imag
             f"smlocal cannot run AlgorithmName '{spec.get('AlgorithmName')}': marketplace and "
             "custom algorithm resources are not emulated. Give a TrainingImage."
         )
-    if runs_images:  # the image itself runs: it must be there; what it is only names its metrics
-        problem = ctx.backend_for(image).image_problem(image)
-        if problem:
-            raise JobFailure(problem)
-        try:
-            return resolve_runtime(image, has_entry_point=has_entry_point)
-        except UnresolvableImage:
-            return Runtime(kind="custom", image=image)
-    mapping = ctx.settings.image_mapping(image)
-    if mapping is not None:
-        return Runtime(kind="script" if mapping.kind == "script" else "custom", image=image)
-    return resolve_runtime(image, has_entry_point=has_entry_point)
+    return image
 
 
 def _container_command(job: dict, runtime: Runtime, ctx: RuntimeContext, python: str) -> list[str]:
@@ -347,7 +411,7 @@ def _fetch_code(submit_directory: str, code_dir: Path, ctx: RuntimeContext) -> N
         raise JobFailure(f"ClientError: sagemaker_submit_directory '{submit_directory}' is not an S3 URI")
 
 
-def _failure_reason(opt_ml: Path, result, command: list[str], *, script_mode: bool) -> str:
+def _failure_reason(opt_ml: Path, result, command: tuple[str, ...], *, script_mode: bool) -> str:
     # the job may have made it a link to a host file or a FIFO: only a regular file is read
     failure = jobfiles.read_regular(opt_ml, "output/failure", FAILURE_FILE_READ_MAX)
     if failure is not None:
@@ -357,7 +421,7 @@ def _failure_reason(opt_ml: Path, result, command: list[str], *, script_mode: bo
     if script_mode:
         # The error text is always extracted (as the toolkit does for images that capture stderr):
         # a FailureReason that names the exception is what users need to act on.
-        return _clip(contract.script_failure_reason(result.exit_code, result.stderr_tail, tuple(command),
+        return _clip(contract.script_failure_reason(result.exit_code, result.stderr_tail, command,
                                                     capture_error=True, hardened=True))
     return _clip(f"AlgorithmError: process exited with code {result.exit_code}")
 

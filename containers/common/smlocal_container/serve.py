@@ -8,7 +8,8 @@ The real images serve user code through their toolkits' model servers (the sciki
 gunicorn/nginx worker from ``sagemaker-containers``; the XGBoost image's Flask app for the built-in
 mode and MMS -- Java -- for script mode). smlocal's images reuse smlocal's own serving worker
 handlers instead (``smlocal.runtime.serving.handlers``: the same user-module hooks, defaults and
-error statuses the process backend serves with), behind a threaded HTTP/1.1 server on TCP.
+error statuses the process backend serves with), behind the worker's own server (``worker.run``
+with ``worker.serve_tcp``) on TCP.
 
 The inference code comes, as on the real images, from ``SAGEMAKER_SUBMIT_DIRECTORY`` (an ``s3://``
 ``sourcedir.tar.gz`` fetched with the real ``sagemaker-training`` toolkit's
@@ -22,25 +23,12 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import socketserver
-import sys
-import threading
-import traceback
 
 from smlocal.runtime.serving import handlers, plan, worker
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8080
-
-
-class TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """The worker's request handling, on a TCP port instead of the sandbox's Unix socket."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    handler: handlers.Handler
 
 
 def code_dir(env: dict[str, str]) -> str:
@@ -80,27 +68,14 @@ def run(framework: str) -> int:
     """Loads the model and serves until SIGTERM/SIGINT. Returns the exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT") or DEFAULT_PORT)
-    try:
+
+    def load() -> handlers.Handler:
         env = handler_environment(framework, dict(os.environ))
         os.environ.update({k: v for k, v in env.items() if k.startswith("SMLOCAL_")})
-        handler = handlers.load_handler(env)
-    except BaseException as exc:  # noqa: BLE001 - report why, whatever it is
-        traceback.print_exc()
-        detail = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
-        print(worker.LOAD_ERROR_MARKER + detail, file=sys.stderr, flush=True)
-        return 1
-    server = TCPServer(("0.0.0.0", port), worker._RequestHandler)  # noqa: SLF001 - the worker's HTTP handling
-    server.handler = handler
+        return handlers.load_handler(env)
 
-    def shutdown(signum, frame) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
+    def bind(handler: handlers.Handler) -> worker.TCPServer:
+        logger.info("serving %s model on port %d", framework, port)
+        return worker.serve_tcp(port, handler)
 
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGINT, shutdown)
-    logger.info("serving %s model on port %d", framework, port)
-    print(worker.READY_MARKER, flush=True)
-    try:
-        server.serve_forever(poll_interval=0.05)
-    finally:
-        server.server_close()
-    return 0
+    return worker.run(load, bind)

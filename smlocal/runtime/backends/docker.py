@@ -25,9 +25,10 @@ What SageMaker does with an image, this does with the local engine (Docker SDK f
 * a server (``RunSpec.serve_port``) is published on ``127.0.0.1`` on a random port (an isolated
   one is reached at its address on its internal network) and :attr:`RunControl.address` says where;
 * Stop and the time limit: ``docker stop`` with the grace period (SIGTERM, SIGKILL after it);
-* every container and network carries ``smlocal.server=<id of the data dir>`` and
-  ``smlocal.job=<kind/name>``: :meth:`DockerBackend.sweep` and :meth:`DockerBackend.remove_leftovers`
-  remove what a dead server left; every run removes its container whatever happens.
+* every container and network carries ``smlocal.server=<id of the data dir>``,
+  ``smlocal.owner=<server process>`` and ``smlocal.job=<kind/name>``: :meth:`DockerBackend.sweep` and
+  :meth:`DockerBackend.remove_leftovers` remove what a dead server left (:mod:`.docker_owners`);
+  every run removes its container whatever happens.
 """
 
 from __future__ import annotations
@@ -44,15 +45,13 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from smlocal.auth import CLIENT_ACCESS_KEY, is_loopback, runtime_dir
+from smlocal.runtime.backends import docker_owners
 from smlocal.runtime.backends.base import OutputSink, RunControl, RunResult, RunSpec, SandboxPolicy
+from smlocal.runtime.backends.docker_owners import HOST_LABEL, JOB_LABEL, OWNER_LABEL, SERVER_LABEL, owner_id
 from smlocal.runtime.backends.process import _Tail, split_block
 
 _log = logging.getLogger(__name__)
 
-SERVER_LABEL = "smlocal.server"
-JOB_LABEL = "smlocal.job"
-HOST_LABEL = "smlocal.host"
-OWNER_LABEL = "smlocal.owner"
 CONTAINER_ROOT = "/opt/ml"
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 _ENDPOINT_PREFIX = "AWS_ENDPOINT_URL"
@@ -237,13 +236,14 @@ class DockerBackend:
     def sweep(self, job_folder: Path) -> None:
         """Removes the containers and networks a dead server left for the job of ``job_folder``
         (``<jobs root>/<kind>/<name>``)."""
-        self._remove_labelled({JOB_LABEL: f"{job_folder.parent.name}/{job_folder.name}"})
+        docker_owners.remove_labelled(self.client, self.server, {JOB_LABEL: f"{job_folder.parent.name}/{job_folder.name}"})
 
     def remove_leftovers(self) -> int:
         """Removes every container and network of this server's label (a dead server's: the data dir
-        is this server's) and those of any smlocal server whose owner is gone (:func:`owner_is_dead`);
-        returns how many containers."""
-        return self._remove_labelled({}) + self._remove_dead_owners()
+        is this server's) and those of any smlocal server whose owner is gone
+        (:func:`~smlocal.runtime.backends.docker_owners.owner_is_dead`); returns how many containers."""
+        return (docker_owners.remove_labelled(self.client, self.server, {})
+                + docker_owners.remove_dead_owners(self.client, self.owner))
 
     def accepts_client(self, address: str) -> bool:
         """Whether a connection from ``address`` may reach the gateway: not from a container of an
@@ -394,10 +394,7 @@ class DockerBackend:
         sink(line.rstrip("\n"))
 
     def _remove(self, container: str) -> None:
-        try:
-            self.api.remove_container(container, force=True, v=True)
-        except Exception as exc:  # noqa: BLE001 - already removed
-            _log.info("removing %s: %s", container[:12], exc)
+        docker_owners.remove_container(self.api, container)
 
     # ---- networks
     def _network_for(self, spec: RunSpec) -> str | None:
@@ -471,48 +468,6 @@ class DockerBackend:
             if container is not None:
                 self._remove(container)
 
-    def _remove_labelled(self, labels: dict[str, str], server: str | None = None) -> int:
-        wanted = [f"{SERVER_LABEL}={server or self.server}", *(f"{k}={v}" for k, v in labels.items())]
-        removed = 0
-        for info in self.api.containers(all=True, filters={"label": wanted}):
-            self._remove(info["Id"])
-            removed += 1
-        for network in self.client.networks.list(filters={"label": wanted}):
-            try:
-                network.remove()
-            except Exception as exc:  # noqa: BLE001 - still in use by a container being removed
-                _log.info("removing the network %s: %s", network.name, exc)
-        if removed:
-            _log.warning("removed %d container(s) a previous smlocal server left", removed)
-        return removed
-
-    def _remove_dead_owners(self) -> int:
-        """Removes the containers and networks of every smlocal server (any data dir) whose owner
-        label names a process of this machine that is gone; a live server's, another machine's and
-        unlabelled ones stay."""
-        dead: set[str] = set()
-        for info in self.api.containers(all=True, filters={"label": OWNER_LABEL}):
-            owner = (info.get("Labels") or {}).get(OWNER_LABEL, "")
-            if owner != self.owner and owner_is_dead(owner):
-                dead.add(owner)
-        for network in self.client.networks.list(filters={"label": OWNER_LABEL}):
-            owner = (network.attrs.get("Labels") or {}).get(OWNER_LABEL, "")
-            if owner != self.owner and owner_is_dead(owner):
-                dead.add(owner)
-        removed = 0
-        for owner in dead:
-            for info in self.api.containers(all=True, filters={"label": f"{OWNER_LABEL}={owner}"}):
-                self._remove(info["Id"])
-                removed += 1
-            for network in self.client.networks.list(filters={"label": f"{OWNER_LABEL}={owner}"}):
-                try:
-                    network.remove()
-                except Exception as exc:  # noqa: BLE001 - in use by a container being removed
-                    _log.info("removing the network %s: %s", network.name, exc)
-        if removed:
-            _log.warning("removed %d container(s) of smlocal servers that are gone", removed)
-        return removed
-
 
 def _network_key(spec: RunSpec) -> str:
     return spec.job or str(spec.opt_ml.parent)
@@ -548,56 +503,6 @@ def start_failure(exc) -> str:
     if isinstance(explanation, bytes):
         explanation = explanation.decode("utf-8", errors="replace")
     return f"ClientError: the container could not start: {explanation}"
-
-
-# ---- owners: which server made a container (crash recovery across data dirs)
-def _machine() -> str:
-    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
-        try:
-            value = Path(path).read_text().strip()
-            if value:
-                return value[:32]
-        except OSError:
-            continue
-    import socket
-
-    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:32]
-
-
-def _boot() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:32]
-    except OSError:
-        return "unknown"
-
-
-def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2:].split()[19]
-
-
-def owner_id(pid: int | None = None) -> str:
-    """``machine.boot.pid.start``: this process, told apart from a later one of the same pid."""
-    pid = os.getpid() if pid is None else pid
-    return f"{_machine()}.{_boot()}.{pid}.{_start_time(pid) or 0}"
-
-
-def owner_is_dead(owner: str) -> bool:
-    """Whether the process an :func:`owner_id` names is gone: this machine, and another boot or no
-    such process (same pid and start time). Another machine's owner is never judged dead."""
-    parts = owner.split(".")
-    if len(parts) != 4 or parts[0] != _machine():
-        return False
-    if parts[1] != _boot():
-        return True
-    try:
-        return _start_time(int(parts[2])) != parts[3]
-    except ValueError:
-        return False
 
 
 class _MissingImage(Exception):

@@ -10,6 +10,9 @@ even when the sandbox has no network:
 * ``POST /invocations`` with Content-Type / Accept -> the prediction;
 * ``GET /execution-parameters`` -> what batch transform may ask (404 when the image has none).
 
+smlocal's framework images serve the same way on TCP (``smlocal_container.serve`` calls
+:func:`run` with :func:`serve_tcp`).
+
 If the model cannot be loaded, the worker prints the traceback and a last line starting with
 :data:`LOAD_ERROR_MARKER`, and exits 1: the host reports that line as the reason.
 """
@@ -23,6 +26,7 @@ import socketserver
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 
 from smlocal.runtime.serving import handlers, plan
 
@@ -32,14 +36,35 @@ _REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found", 
             415: "Unsupported Media Type", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """The worker on a Unix domain socket (the process backend's sandbox); closing removes it."""
+
     daemon_threads = True
     handler: handlers.Handler
 
+    def server_close(self) -> None:
+        super().server_close()
+        if os.path.exists(self.server_address):
+            os.unlink(self.server_address)
 
-class _RequestHandler(http.server.BaseHTTPRequestHandler):
+
+class TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """The worker on a TCP port (smlocal's framework images: ``SAGEMAKER_BIND_TO_PORT``)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    handler: handlers.Handler
+
+
+Server = UnixServer | TCPServer
+
+
+class RequestHandler(http.server.BaseHTTPRequestHandler):
+    """The SageMaker container contract (``/ping``, ``/invocations``, ``/execution-parameters``)
+    over the server's :class:`~smlocal.runtime.serving.handlers.Handler`."""
+
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: Server
 
     def log_message(self, format, *args) -> None:  # noqa: A002 - quiet: the host logs what matters
         pass
@@ -83,25 +108,41 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         self._send(response.status, response.body, response.content_type)
 
 
-def serve(socket_path: str, handler: handlers.Handler) -> _Server:
+def serve(socket_path: str, handler: handlers.Handler) -> UnixServer:
     """Binds the socket (replacing a stale one) and returns the server, not yet serving."""
     if os.path.exists(socket_path):
         os.unlink(socket_path)
-    server = _Server(socket_path, _RequestHandler)
+    server = UnixServer(socket_path, RequestHandler)
     server.handler = handler
     return server
 
 
-def main() -> int:
-    socket_path = os.environ.get(plan.ENV_SOCKET, plan.SANDBOX_SOCKET)
+def serve_tcp(port: int, handler: handlers.Handler, host: str = "0.0.0.0") -> TCPServer:
+    """Binds ``host:port`` and returns the server, not yet serving."""
+    server = TCPServer((host, port), RequestHandler)
+    server.handler = handler
+    return server
+
+
+def run(load: Callable[[], handlers.Handler], bind: Callable[[handlers.Handler], Server]) -> int:
+    """Loads the handler, binds its listener and serves until SIGTERM/SIGINT.
+
+    Args:
+        load: Returns the model's handler; whatever it raises is reported as the last stderr line,
+            starting with :data:`LOAD_ERROR_MARKER`.
+        bind: Returns the listener (:func:`serve` or :func:`serve_tcp`) for the loaded handler.
+
+    Returns:
+        The exit code: 1 when the model could not be loaded, else 0 once stopped.
+    """
     try:
-        handler = handlers.load_handler(os.environ)
+        handler = load()
     except BaseException as exc:  # noqa: BLE001 - report why, whatever it is (SystemExit included)
         traceback.print_exc()
         detail = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
         print(LOAD_ERROR_MARKER + detail, file=sys.stderr, flush=True)
         return 1
-    server = serve(socket_path, handler)
+    server = bind(handler)
 
     def shutdown(signum, frame) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
@@ -113,9 +154,13 @@ def main() -> int:
         server.serve_forever(poll_interval=0.05)
     finally:
         server.server_close()
-        if os.path.exists(socket_path):
-            os.unlink(socket_path)
     return 0
+
+
+def main() -> int:
+    """Entry of ``python -m smlocal.runtime.serving.worker``: the socket from ``SMLOCAL_SERVING_SOCKET``."""
+    socket_path = os.environ.get(plan.ENV_SOCKET, plan.SANDBOX_SOCKET)
+    return run(lambda: handlers.load_handler(os.environ), lambda handler: serve(socket_path, handler))
 
 
 if __name__ == "__main__":

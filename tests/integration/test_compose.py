@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from docker_images import current_images, unavailable
+from smlocal.pytest_plugin import _free_port_on  # the plugin's own: a port free on loopback and the bridge
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -60,21 +60,6 @@ def _compose_command() -> list[str]:
     raise RuntimeError("neither docker-compose (v1) nor `docker compose` (v2) is installed")
 
 
-def _free_port(*hosts: str) -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((hosts[0], 0))
-            port = probe.getsockname()[1]
-        try:
-            for host in hosts[1:]:
-                with socket.socket() as other:
-                    other.bind((host, port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
-
-
 def _wait_healthy(endpoint: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -103,11 +88,11 @@ def test_compose_up_then_smlocal_run_abalone_then_down_leaves_nothing(tmp_path, 
     engine, compose = _requirements(tmp_path_factory)
     bridge = bridge_gateway(engine)
     project = f"smlocaltest{uuid.uuid4().hex[:8]}"
-    port, s3_port = _free_port("127.0.0.1"), _free_port("127.0.0.1", bridge)
+    port, s3_port = _free_port_on("127.0.0.1"), _free_port_on("127.0.0.1", bridge)
     data_dir = tmp_path / "compose-data"
     data_dir.mkdir()
     env = _host_env(MINIO_IMAGE=STANDIN_IMAGE, SMLOCAL_IMAGE=SMLOCAL_IMAGE, SMLOCAL_COMPOSE_PORT=str(port),
-                    SMLOCAL_COMPOSE_S3_PORT=str(s3_port), SMLOCAL_COMPOSE_CONSOLE_PORT=str(_free_port("127.0.0.1")),
+                    SMLOCAL_COMPOSE_S3_PORT=str(s3_port), SMLOCAL_COMPOSE_CONSOLE_PORT=str(_free_port_on("127.0.0.1")),
                     SMLOCAL_COMPOSE_DATA_DIR=str(data_dir), SMLOCAL_DOCKER_BRIDGE_IP=bridge)
     base = [*compose, "-p", project, "-f", str(REPO / "compose.yaml")]
     endpoint = f"http://127.0.0.1:{port}"

@@ -724,3 +724,29 @@ def test_start_up_removes_what_dead_servers_of_other_data_dirs_left(engine, byo_
                 thing.remove(force=True) if hasattr(thing, "exec_run") else thing.remove()
             except Exception:  # noqa: BLE001 - already removed
                 pass
+
+
+def test_abalone_takes_its_fail_branch_with_every_job_in_a_container(docker_emulator, framework_images, engine,
+                                                                      tmp_path):
+    """`smlocal run abalone --param MseThreshold=3.0` against a Docker-backend server: the Fail step ends
+    the execution with its message, and every job step started a container of this server (the passing
+    branch runs through compose in test_compose.py)."""
+    import datetime
+
+    from smlocal.runtime.backends.docker import SERVER_LABEL, server_id
+
+    since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SMLOCAL_", "SAGEMAKER_"))}
+    env["SMLOCAL_ENDPOINT"] = docker_emulator.endpoint
+    done = subprocess.run([sys.executable, "-m", "smlocal.cli", "run", "abalone", "--param", "MseThreshold=3.0"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode != 0, done.stdout[-4000:]
+    assert "Execution failed due to MSE > 3.0" in done.stdout, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "Pipeline execution Failed" in done.stdout
+    until = datetime.datetime.now(datetime.timezone.utc)
+    label = f"{SERVER_LABEL}={server_id(docker_emulator.settings.data_dir)}"
+    started = [event["Actor"]["Attributes"].get("image") for event in engine.events(
+        since=since, until=until, decode=True, filters={"type": "container", "event": "start", "label": label})]
+    # AbaloneProcess (scikit-learn), AbaloneTrain (XGBoost), AbaloneEval (XGBoost): one container each
+    assert len(started) >= 3, started
+    assert any("scikit-learn" in image for image in started) and any("xgboost" in image for image in started), started

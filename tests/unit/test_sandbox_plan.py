@@ -187,3 +187,14 @@ def test_smlocals_own_source_is_software_a_job_may_need():
     from smlocal.runtime.backends import process
 
     assert str(Path(smlocal.__file__).resolve().parent.parent) in process.SOFTWARE_DIRS
+
+
+def test_container_engines_state_is_an_empty_folder_and_its_mounts_are_not_shown():
+    merged = "/var/lib/docker/overlay2/abc/merged"
+    plan = plan_for({f"{merged}/etc/hostname": "file", "/var/lib/docker/volumes/v/_data/secret": "file",
+                     "/var/lib/containerd/io/x": "file", "/var/log/syslog": "file"},
+                    mounts=(*MOUNTS, Mount(merged, "overlay", False)))
+    named = [step for step in plan["steps"] if any("/var/lib/docker" in str(f) or "containerd" in str(f)
+                                                  for f in step[1:])]
+    assert named == [["dir", "/var/lib/containerd"], ["dir", "/var/lib/docker"]]
+    assert any(step[:2] == ["dir", "/var/log"] or step[:2] == ["layer", "/var/log"] for step in plan["steps"])

@@ -74,6 +74,9 @@ PRIVATE_DIRS = ("/tmp", "/dev/shm")  # a fresh empty one per job
 # never taken from the host's tree as they are; /run in particular holds the host's Unix sockets (docker,
 # dbus, systemd): a socket is reachable through an overlay or a read-only bind, so a job gets a fresh /run
 REPLACED_DIRS = ("/proc", "/sys", "/dev", "/tmp", "/run")
+# container engines' state: other containers' root filesystems (jobs of the Docker backend among them),
+# whose mounts come and go while a job starts; a job sees these folders empty
+CONTAINER_STATE_DIRS = ("/var/lib/docker", "/var/lib/containerd", "/var/lib/containers")
 #: Where the user running smlocal keeps credentials (``~`` is the server's and the job's ``HOME``):
 #: a job sees each as an empty read-only folder, or an empty read-only file.
 CREDENTIAL_PATHS = ("~/.aws", "~/.ssh", "~/.gnupg", "~/.docker", "~/.kube", "~/.config/gcloud", "~/.azure",
@@ -251,7 +254,7 @@ def _root_steps(scratch: str, hidden: list[str], host: HostFacts, layers: _Layer
     (they are locked there), and an overlay cannot show a folder that holds its own upper layer.
     """
     by_point = {m.point: m for m in host.mounts}
-    placeholders = (*REPLACED_DIRS, *hidden)
+    placeholders = (*REPLACED_DIRS, *CONTAINER_STATE_DIRS, *hidden)
     # the home is a layer of its own: an unprivileged user may write there, and its parents are
     # usually root's, which the user's namespace cannot copy up (EOVERFLOW)
     split = {scratch, host.realpath(host.home), *(m.point for m in host.mounts)}

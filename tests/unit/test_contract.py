@@ -158,7 +158,8 @@ TOOLKIT_ENV = {
 @pytest.fixture(scope="module")
 def sdk_hyperparameters():
     """Hyperparameters from the real SDK v2, offline: an S3 source_dir means nothing is uploaded."""
-    sagemaker = pytest.importorskip("sagemaker")
+    import sagemaker  # SDK v2 is a test dependency: never skipped
+
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",

@@ -16,6 +16,9 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"  # moto's account id: STS answers it, ARNs carry it
 DEFAULT_ROLE_NAME = "SageMakerExecutionRole"
 BACKENDS = ("process", "docker")  # how jobs run: local sandboxed processes, or containers of their images
+JOB_NETWORK_MODES = ("multi-host", "always")  # which process-backend jobs get a private network of their own
+GPU_MODES = ("cpu-fallback", "fail")  # a GPU instance type on a machine without GPUs: run on the CPU, or fail
+GPU_DEVICES = ("instance", "all")  # a host gets as many of this machine's GPUs as its type has, or all
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class Settings:
     config_file: Path | None = None
     allow_origins: tuple[str, ...] = ()  # browser Origins allowed to call smlocal (default: none)
     allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback, IPs and the bound address
+    gpu: str = "cpu-fallback"  # GPU_MODES
+    gpu_devices: str = "instance"  # GPU_DEVICES
+    job_network: str = "multi-host"  # JOB_NETWORK_MODES
 
     def backend_for(self, image_uri: str | None) -> str:
         """The backend jobs of ``image_uri`` run on: the image's own ``backend``, else :attr:`backend`."""
@@ -120,7 +126,8 @@ def load_settings(**flags: Any) -> Settings:
     if config_path:
         raw = _read_config_file(Path(config_path))
         values["config_file"] = Path(config_path)
-        for key in ("port", "s3_endpoint", "s3_client_endpoint", "region", "max_parallel_jobs", "backend", "host"):
+        for key in ("port", "s3_endpoint", "s3_client_endpoint", "region", "max_parallel_jobs", "backend", "host",
+                    "gpu", "gpu_devices", "job_network"):
             if key.replace("_", "-") in raw:
                 values[key] = raw[key.replace("_", "-")]
             elif key in raw:
@@ -155,6 +162,9 @@ def load_settings(**flags: Any) -> Settings:
         ("region", "SMLOCAL_REGION", str),
         ("max_parallel_jobs", "SMLOCAL_MAX_PARALLEL_JOBS", int),
         ("backend", "SMLOCAL_BACKEND", str),
+        ("gpu", "SMLOCAL_GPU", str),
+        ("gpu_devices", "SMLOCAL_GPU_DEVICES", str),
+        ("job_network", "SMLOCAL_JOB_NETWORK", str),
     ):
         if env.get(var):
             values[key] = cast(env[var])
@@ -168,6 +178,11 @@ def load_settings(**flags: Any) -> Settings:
             values[key] = Path(value) if key == "data_dir" else value
     if values.get("backend") is not None:
         values["backend"] = _backend_name(values["backend"], "backend")
+    for key, choices in (("gpu", GPU_MODES), ("gpu_devices", GPU_DEVICES), ("job_network", JOB_NETWORK_MODES)):
+        if values.get(key) is not None:
+            values[key] = str(values[key]).strip().lower()
+            if values[key] not in choices:
+                raise ValueError(f"{key.replace('_', '-')} must be one of {', '.join(choices)}, not {values[key]!r}")
     if values.get("max_parallel_jobs") is not None and int(values["max_parallel_jobs"]) < 1:
         raise ValueError("max_parallel_jobs must be at least 1")
     return Settings(**values)

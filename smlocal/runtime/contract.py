@@ -243,6 +243,20 @@ def _instance_groups(resources: Mapping[str, Any], hosts: Sequence[str]) -> list
     return result
 
 
+def instance_count(resources: Mapping[str, Any]) -> int:
+    """How many instances a ResourceConfig asks for: InstanceCount, or the InstanceGroups' sum."""
+    groups = resources.get("InstanceGroups")
+    if groups:
+        return max(1, sum(int(g.get("InstanceCount") or 0) for g in groups))
+    return max(1, int(resources.get("InstanceCount") or 1))
+
+
+def host_instance_types(resources: Mapping[str, Any], hosts: Sequence[str]) -> list[str | None]:
+    """Each host's instance type (its instance group's), in ``hosts`` order."""
+    by_host = {h: g["instance_type"] for g in _instance_groups(resources, hosts) for h in g["hosts"]}
+    return [None if by_host.get(h) == "local" else by_host.get(h) for h in hosts]
+
+
 def _channel_config(channel: Mapping[str, Any], default_mode: str) -> dict[str, str]:
     """One channel's inputdataconfig.json entry (FastFile is written as File)."""
     s3 = channel.get("DataSource", {}).get("S3DataSource") or {}

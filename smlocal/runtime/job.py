@@ -14,7 +14,8 @@ from typing import Callable, Protocol
 
 from smlocal.auth import s3_credentials
 from smlocal.config import Settings
-from smlocal.runtime.backends.base import Backend, BackendSet, RunControl, RunResult, RunSpec, SandboxPolicy
+from smlocal.runtime.backends.base import (Backend, BackendSet, JobNetworkUnavailable, RunControl, RunResult, RunSpec,
+                                           SandboxPolicy, job_network)
 from smlocal.runtime.staging import S3Stager
 
 # host environment a job process inherits: enough to run programs, nothing of the server's own
@@ -38,7 +39,8 @@ class RuntimeContext:
             self.backend = BackendSet(self.backend)
         # jobs never see the data dir (every job's folder, the store); only their own environment,
         # copy-on-write: a job's pip install into it is gone after the job
-        self.backend.confine(SandboxPolicy(hidden=(self.settings.data_dir,), shared_copy_on_write=(self.envs_root,)))
+        self.backend.confine(SandboxPolicy(hidden=(self.settings.data_dir,), shared_copy_on_write=(self.envs_root,),
+                                           job_network=self.settings.job_network))
 
     def backend_for(self, image: str | None) -> Backend:
         """The backend that runs jobs of ``image`` (the BackendSet's choice for it)."""
@@ -119,9 +121,15 @@ def log_stream_name(job_name: str, host: str = "algo-1") -> str:
 
 
 class MetricCollector:
-    """Applies MetricDefinitions regexes to each log line; keeps the last value of each metric."""
+    """Applies MetricDefinitions regexes to each log line; keeps the last value of each metric.
 
-    def __init__(self, definitions: list[dict] | None):
+    Args:
+        definitions: MetricDefinitions (``Name``, ``Regex``); an invalid regex is skipped.
+        keep_series: Also keep every value with its time in :attr:`series` (the console's chart);
+            off for running jobs, whose logs may be long.
+    """
+
+    def __init__(self, definitions: list[dict] | None, *, keep_series: bool = False):
         self._defs = []
         for item in definitions or []:
             try:
@@ -129,21 +137,45 @@ class MetricCollector:
             except re.error:
                 continue
         self.values: dict[str, tuple[float, float]] = {}
+        self.series: dict[str, list[tuple[float, float]]] | None = {} if keep_series else None
+        self._stats: dict[str, list[float]] = {}  # name -> [count, min, max, sum, sum of squares]
 
-    def feed(self, line: str) -> None:
+    def feed(self, line: str, stamp: float | None = None) -> None:
+        """Reads one log line; ``stamp`` is its time in epoch seconds (default: now)."""
         for name, regex in self._defs:
             match = regex.search(line)
             if match and match.groups():
                 try:
-                    self.values[name] = (float(match.group(1)), time.time())
+                    value = float(match.group(1))
                 except ValueError:
                     continue
+                at = time.time() if stamp is None else stamp
+                self.values[name] = (value, at)
+                stats = self._stats.setdefault(name, [0, value, value, 0.0, 0.0])
+                stats[0] += 1
+                stats[1], stats[2] = min(stats[1], value), max(stats[2], value)
+                stats[3] += value
+                stats[4] += value * value
+                if self.series is not None:
+                    self.series.setdefault(name, []).append((at, value))
 
     def final(self) -> list[dict]:
         return [
             {"MetricName": name, "Value": value, "Timestamp": stamp}
             for name, (value, stamp) in self.values.items()
         ]
+
+    def summaries(self) -> list[dict]:
+        """Each metric's statistics over all its values, shaped as a TrialComponentMetricSummary
+        (less SourceArn): Last, Min, Max, Avg, Count, the sample StdDev (0 for one value), TimeStamp."""
+        found = []
+        for name, (last, stamp) in self.values.items():
+            count, low, high, total, squares = self._stats[name]
+            mean = total / count
+            variance = max(0.0, (squares - count * mean * mean) / (count - 1)) if count > 1 else 0.0
+            found.append({"MetricName": name, "TimeStamp": stamp, "Last": last, "Min": low, "Max": high,
+                          "Avg": mean, "Count": int(count), "StdDev": variance ** 0.5})
+        return found
 
 
 Sink = Callable[[str], None]
@@ -153,7 +185,21 @@ def run_hosts(backend: Backend, specs: list[RunSpec], sinks: list[Sink], control
               timeout: float | None) -> tuple[list[RunResult | None], str | None]:
     """Runs every host of a job at once; returns each host's result and why they were ended early:
     ``"failed"`` (a host exited non-zero or could not start: the others are stopped) or
-    ``"stopped"`` (``control.stop``). ``timeout`` is the job's limit (MaxRuntimeInSeconds)."""
+    ``"stopped"`` (``control.stop``). ``timeout`` is the job's limit (MaxRuntimeInSeconds).
+
+    The hosts run inside the backend's job network (:func:`job_network`), made before the first
+    starts and ended after the last; where it cannot be made, no host runs and each result's
+    ``failure`` says why."""
+    try:
+        with job_network(backend, specs) as networked:
+            return _run_all(backend, networked, sinks, control, timeout)
+    except JobNetworkUnavailable as exc:
+        reason = f"The job's private network could not be made: {exc}"
+        return [RunResult(exit_code=1, failure=reason) for _ in specs], "failed"
+
+
+def _run_all(backend: Backend, specs: list[RunSpec], sinks: list[Sink], control: RunControl,
+             timeout: float | None) -> tuple[list[RunResult | None], str | None]:
     import threading
     from concurrent.futures import ThreadPoolExecutor
 

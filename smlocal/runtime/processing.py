@@ -37,7 +37,7 @@ from typing import Callable, Protocol
 
 from smlocal.config import ImageMapping
 from smlocal.errors import ValidationError
-from smlocal.runtime import archives, container_command, contract, frameworks, jobfiles
+from smlocal.runtime import archives, container_command, contract, frameworks, gpus, jobfiles
 from smlocal.runtime.backends.base import RunControl, RunResult, RunSpec
 from smlocal.runtime.environments import RequirementsError, python_for_requirements
 from smlocal.runtime.images import Runtime, UnresolvableImage, resolve_runtime
@@ -98,6 +98,7 @@ class _Host:
     opt_ml: Path
     layout: contract.JobLayout
     result: RunResult | None = None
+    gpu: gpus.GpuPlan = gpus.GpuPlan()
 
 
 def host_names(count: int) -> list[str]:
@@ -127,6 +128,7 @@ def run_processing_job(job: dict, ctx: RuntimeContext, reporter: ProcessingRepor
             hosts.append(_Host(host, index, opt_ml, _layout(job, name, host, names, ctx, image_env)))
             _materialize(opt_ml, hosts[-1].layout)
         _check_supported(job)
+        _plan_gpus(cluster.get("InstanceType"), hosts, ctx, reporter)
         _log_notes(job, hosts, reporter)
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             list(pool.map(lambda h: _stage_inputs(job, h, len(hosts), ctx), hosts))
@@ -257,6 +259,19 @@ def _check_supported(job: dict) -> None:
                              "is not supported by smlocal; give an S3Output.")
 
 
+def _plan_gpus(instance_type: str | None, hosts: list[_Host], ctx: RuntimeContext,
+               reporter: ProcessingReporter) -> None:
+    """Each host's GPUs (a GPU instance type: as many of this machine's, or the CPU and a note
+    first in every host's log); FailureReason when there are none and ``gpu = "fail"``."""
+    plans = gpus.plan_hosts([instance_type] * len(hosts), mode=ctx.settings.gpu, devices=ctx.settings.gpu_devices)
+    for host, plan in zip(hosts, plans):
+        if plan.failure:
+            raise JobFailure(plan.failure)
+        host.gpu = plan
+        if plan.note:
+            reporter.log(host.name, plan.note)
+
+
 def _log_notes(job: dict, hosts: list[_Host], reporter: ProcessingReporter) -> None:
     notes = []
     for binding in hosts[0].layout.inputs:
@@ -371,7 +386,9 @@ def _run_hosts(job: dict, hosts: list[_Host], command: tuple[str, ...], env: dic
     limit = (job.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     image = job["AppSpecification"]["ImageUri"]
     names = tuple(h.name for h in hosts)
-    specs = [RunSpec(command=command, env=env, opt_ml=host.opt_ml, workdir=WORKDIR,
+    containers = ctx.backend_for(image).runs_images  # a container gets its GPUs as devices, a process by name
+    specs = [RunSpec(command=command, env={**env, **({} if containers else host.gpu.environment())},
+                     gpus=host.gpu.devices if containers else (), opt_ml=host.opt_ml, workdir=WORKDIR,
                      network_isolation=bool((job.get("NetworkConfig") or {}).get("EnableNetworkIsolation")),
                      pidfile=pidfile(ctx, KIND, job["ProcessingJobName"], host.name), image=image,
                      entrypoint=tuple(host.layout.entrypoint) or None, arguments=tuple(host.layout.args) or None,

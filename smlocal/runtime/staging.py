@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import tarfile
+from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
@@ -17,10 +18,10 @@ from botocore.exceptions import ClientError, ParamValidationError
 # what a call to S3 raises for a bad request: the service's answer, or botocore refusing it before sending
 _S3_ERRORS = (ClientError, ParamValidationError)
 
-from smlocal.runtime import archives, jobfiles
+from smlocal.runtime import archives, contract, jobfiles
 from smlocal.runtime.archives import StagingError
 
-__all__ = ["S3Stager", "StagingError", "join_s3", "make_tar_gz", "safe_join", "split_s3_uri"]
+__all__ = ["S3Stager", "StagingError", "channel_shard", "join_s3", "make_tar_gz", "safe_join", "split_s3_uri"]
 
 logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
@@ -76,7 +77,8 @@ class S3Stager:
     ) -> int:
         """Stages an S3DataSource (S3Prefix or ManifestFile) into ``dest``; returns files copied.
 
-        ``shard`` is (host index, host count) for ShardedByS3Key: keys are dealt out in order.
+        ``shard`` is (host index, host count) for ShardedByS3Key: the objects are dealt out by
+        :func:`contract.shard_keys` (a host may get none: its folder is then empty).
         """
         dest.mkdir(parents=True, exist_ok=True)
         if data_type == "ManifestFile":
@@ -91,8 +93,7 @@ class S3Stager:
                                "Please ensure that the bucket exists in the selected region (us-east-1), "
                                "that objects exist under that S3 prefix, and that the role has access.")
         if shard:
-            index, count = shard
-            entries = entries[index::count]
+            entries = _dealt(entries, *shard)
         for bucket, key, rel in entries:
             self.download_object(bucket, key, safe_join(dest, rel))
         return len(entries)
@@ -150,6 +151,27 @@ class S3Stager:
                 raise StagingError(_s3_error(uri, exc)) from exc
             count += 1
         return count
+
+
+def channel_shard(s3_data_source: dict, host_index: int, host_count: int) -> tuple[int, int] | None:
+    """``download_source``'s ``shard`` for a channel's S3DataSource on host ``host_index`` (0-based,
+    in host order) of ``host_count``: (index, count) under ShardedByS3Key, else None (every host
+    gets every object: FullyReplicated, the default)."""
+    if s3_data_source.get("S3DataDistributionType") != "ShardedByS3Key" or host_count < 2:
+        return None
+    return host_index, host_count
+
+
+def _dealt(entries: list[tuple[str, str, str]], index: int, count: int) -> list[tuple[str, str, str]]:
+    """The (bucket, key, relative path) entries whose keys :func:`contract.shard_keys` gives host
+    ``index`` of ``count`` (a key listed twice, as a manifest may, counts twice)."""
+    wanted = Counter(contract.shard_keys([key for _, key, _ in entries], index, count))
+    kept = []
+    for entry in sorted(entries, key=lambda e: e[1]):
+        if wanted[entry[1]]:
+            wanted[entry[1]] -= 1
+            kept.append(entry)
+    return kept
 
 
 def _relative(prefix: str, key: str) -> str:

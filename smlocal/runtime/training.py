@@ -7,14 +7,17 @@ job's own errors (they become FailureReason).
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from smlocal.runtime import archives, container_command, contract, frameworks, jobfiles, remote_function
+from smlocal.runtime import archives, container_command, contract, frameworks, gpus, jobfiles, remote_function
+from smlocal.runtime import distribution
 from smlocal.runtime.algorithms import metrics as builtin_metrics
 from smlocal.runtime.backends.base import RunControl, RunSpec
 from smlocal.runtime.environments import RequirementsError, python_for_requirements
@@ -28,7 +31,7 @@ from smlocal.runtime.job import (
     pidfile,
     run_hosts,
 )
-from smlocal.runtime.staging import StagingError, join_s3, make_tar_gz, safe_join
+from smlocal.runtime.staging import StagingError, channel_shard, join_s3, make_tar_gz, safe_join
 
 FAILURE_REASON_MAX = 1024
 FAILURE_FILE_READ_MAX = 64 * 1024  # bytes of /opt/ml/output/failure read
@@ -45,6 +48,7 @@ class TrainingOutcome:
     failure_reason: str | None = None
     model_artifacts: str | None = None
     metrics: list[dict] = field(default_factory=list)
+    metric_summaries: list[dict] = field(default_factory=list)  # MetricCollector.summaries()
     started_at: float | None = None
     ended_at: float | None = None
 
@@ -71,15 +75,14 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
             raise JobFailure(problem)
         launcher: _Launcher = _ImageLaunch(ctx) if backend.runs_images else _LocalLaunch(ctx)
         runtime = launcher.runtime(image, has_entry_point=bool(params.program))
-        # the service knows a built-in algorithm's metrics, and adds the job's own MetricDefinitions
-        metrics = MetricCollector((builtin_metrics.definitions(runtime.algorithm) if runtime.kind == "algorithm"
-                                   else []) + list(algorithm.get("MetricDefinitions") or []))
+        metrics = MetricCollector(metric_definitions(job, runtime))
         hosts = launcher.hosts(job)
+        gpu_plans = gpus.prepare(ctx.settings, job.get("ResourceConfig") or {}, hosts, reporter.log)
         layouts = []
-        for host in hosts:
+        for host, gpu in zip(hosts, gpu_plans):
             folders.append(job_dir(ctx, "training", name, host))
             layouts.append(contract.training_layout(
-                job, job_name=name, region=ctx.settings.region, num_cpus=os.cpu_count() or 1,
+                job, job_name=name, region=ctx.settings.region, num_cpus=os.cpu_count() or 1, num_gpus=gpu.num_gpus,
                 job_arn=job.get("TrainingJobArn"), current_host=host, hosts=hosts,
                 image_env=contract.SKLEARN_IMAGE_ENV if runtime.framework == "sklearn" else None,
                 script_mode=False if entrypoint else None,  # the image's own entry (the toolkit) is replaced
@@ -88,8 +91,8 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
         opt_ml = folders[0]
 
         reporter.secondary("Downloading", "Downloading input data")
-        for folder in folders:
-            _stage_channels(job, folder, ctx, reporter)
+        for index, folder in enumerate(folders):
+            _stage_channels(job, folder, ctx, reporter, host=(index, len(folders)))
         launch = launcher.launch(job, runtime, folders, layouts, reporter, params)
 
         reporter.secondary("Training", "Training image download completed. Training in progress.")
@@ -100,8 +103,11 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
             reporter.log(line)
 
         specs = [RunSpec(
-            command=launch.command,
-            env=_environment(ctx, runtime, host_layout.env, launch.env, launch.python, name),
+            command=launch.commands.get(host, launch.command),
+            # a container gets its GPUs as devices; a local process by CUDA_VISIBLE_DEVICES
+            env={**_environment(ctx, runtime, host_layout.env, launch.env, launch.python, name),
+                 **({} if backend.runs_images else gpu.environment())},
+            gpus=gpu.devices if backend.runs_images else (),
             opt_ml=folder,
             workdir=launch.workdir,
             network_isolation=bool(job.get("EnableNetworkIsolation")),
@@ -112,7 +118,7 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
             hostname=host,
             hosts=hosts,
             job=job_marker("training", name),
-        ) for host, folder, host_layout in zip(hosts, folders, layouts)]
+        ) for host, folder, host_layout, gpu in zip(hosts, folders, layouts, gpu_plans)]
         remaining = _remaining_runtime(job)
         # every host's output goes to the job's log stream (one stream)
         results, _ = run_hosts(backend, specs, [sink] * len(specs), control, remaining)
@@ -128,7 +134,8 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
             outcome.secondary = "MaxRuntimeExceeded" if timed_out else "Stopped"
             reporter.secondary("Stopping", "Stopping the training job")
         elif failing is not None:
-            outcome.failure_reason = _failure_reason(folders[failing], result, launch.command,
+            outcome.failure_reason = _failure_reason(folders[failing], result,
+                                                     launch.commands.get(hosts[failing], launch.command),
                                                      script_mode=launch.script_mode)
         else:
             outcome.status = outcome.secondary = "Completed"
@@ -138,7 +145,7 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
         _merge_hosts(folders)
         outcome.model_artifacts = _upload_outputs(job, opt_ml, ctx, upload_model=outcome.status != "Failed",
                                                   log=reporter.log)
-    except (JobFailure, StagingError, UnresolvableImage) as exc:
+    except (JobFailure, StagingError, UnresolvableImage, gpus.GpuUnavailable) as exc:
         outcome.status = outcome.secondary = "Failed"
         outcome.failure_reason = _clip(str(exc))
     except Exception as exc:  # noqa: BLE001 - a job must end, whatever went wrong around it
@@ -149,6 +156,7 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
             for folder in folders:
                 shutil.rmtree(folder, ignore_errors=True)
     outcome.metrics = metrics.final() if metrics is not None else []
+    outcome.metric_summaries = metrics.summaries() if metrics is not None else []
     return outcome
 
 
@@ -162,6 +170,7 @@ class _Launch:
         workdir: The working folder.
         env: Environment on top of the job's own (a requirements environment's pip settings...).
         script_mode: Whether a failure is the framework toolkit's (FailureReason from stderr).
+        commands: A host's own command where it differs from ``command`` (torchrun's node rank).
     """
 
     python: str
@@ -169,6 +178,7 @@ class _Launch:
     workdir: str = "/opt/ml"
     env: dict[str, str] = field(default_factory=dict)
     script_mode: bool = False
+    commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class _Launcher(Protocol):
@@ -199,8 +209,8 @@ class _ImageLaunch:
             return Runtime(kind="custom", image=image)
 
     def hosts(self, job: dict) -> tuple[str, ...]:
-        count = int((job.get("ResourceConfig") or {}).get("InstanceCount") or 1)
-        return tuple(f"algo-{i}" for i in range(1, max(1, count) + 1))
+        count = contract.instance_count(job.get("ResourceConfig") or {})  # InstanceGroups: their sum
+        return tuple(f"algo-{i}" for i in range(1, count + 1))
 
     def launch(self, job: dict, runtime: Runtime, folders: list[Path], layouts: list[contract.JobLayout],
                reporter: Reporter, params: contract.FrameworkParams) -> _Launch:
@@ -212,7 +222,8 @@ class _ImageLaunch:
 
 
 class _LocalLaunch:
-    """The process backend: the image maps to this machine's software, on one host."""
+    """The process backend: the image maps to this machine's software; every instance is a host
+    (a sandboxed process), and a PyTorch job's distribution runs as its image runs it."""
 
     def __init__(self, ctx: RuntimeContext) -> None:
         self.ctx = ctx
@@ -224,14 +235,32 @@ class _LocalLaunch:
         return resolve_runtime(image, has_entry_point=has_entry_point)
 
     def hosts(self, job: dict) -> tuple[str, ...]:
-        return ("algo-1",)
+        count = contract.instance_count(job.get("ResourceConfig") or {})
+        return tuple(f"algo-{i}" for i in range(1, count + 1))
 
     def launch(self, job: dict, runtime: Runtime, folders: list[Path], layouts: list[contract.JobLayout],
                reporter: Reporter, params: contract.FrameworkParams) -> _Launch:
         command, workdir, python, extra_env, container_mode = _local_command(
             job, runtime, layouts[0], folders[0], self.ctx, reporter, params)
-        return _Launch(python, tuple(command), workdir, extra_env,
-                       script_mode=runtime.kind == "framework" and not container_mode)
+        script_mode = runtime.kind == "framework" and not container_mode
+        for folder in folders[1:] if script_mode else ():  # every host has its own /opt/ml/code
+            shutil.copytree(folders[0] / "code", folder / "code", symlinks=True, dirs_exist_ok=True)
+        commands: dict[str, tuple[str, ...]] = {}
+        if script_mode and runtime.framework == "pytorch":
+            try:
+                plans = [distribution.plan(
+                    json.loads(layout.env["SM_TRAINING_ENV"]), command, program=params.program,
+                    args=layout.args, python=python, package=(folders[0] / "code" / "setup.py").is_file(),
+                    mpirun=shutil.which("mpirun", path=layout.env.get("PATH") or os.environ.get("PATH")))
+                    for layout in layouts]
+            except distribution.DistributionError as exc:
+                raise JobFailure(str(exc)) from exc
+            extra_env = {**plans[0].env, **extra_env}
+            for host, plan in zip(self.hosts(job), plans):
+                commands[host] = plan.command
+                if plan.runner != distribution.PROCESS:
+                    reporter.log(f"smlocal: {host}: {plan.runner} runs {shlex.join(plan.command)}")
+        return _Launch(python, tuple(command), workdir, extra_env, script_mode=script_mode, commands=commands)
 
 
 def _local_command(job: dict, runtime: Runtime, layout: contract.JobLayout, opt_ml: Path, ctx: RuntimeContext,
@@ -321,6 +350,13 @@ def _merge_hosts(folders: list[Path]) -> None:
                 shutil.copyfile(source, target)
 
 
+def metric_definitions(job: dict, runtime: Runtime) -> list[dict]:
+    """The MetricDefinitions applied to a training job's log: the service knows a built-in
+    algorithm's metrics, and adds the job's own MetricDefinitions."""
+    own = list((job.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or [])
+    return (builtin_metrics.definitions(runtime.algorithm) if runtime.kind == "algorithm" else []) + own
+
+
 def _training_image(job: dict) -> str:
     spec = job.get("AlgorithmSpecification", {})
     image = spec.get("TrainingImage")
@@ -384,7 +420,9 @@ def _materialize(opt_ml: Path, layout: contract.JobLayout) -> None:
         target.write_text(text)
 
 
-def _stage_channels(job: dict, opt_ml: Path, ctx: RuntimeContext, reporter: Reporter) -> None:
+def _stage_channels(job: dict, opt_ml: Path, ctx: RuntimeContext, reporter: Reporter,
+                    host: tuple[int, int] = (0, 1)) -> None:
+    """Stages every channel into ``opt_ml`` for ``host`` (index, count): its shard under ShardedByS3Key."""
     for channel in job.get("InputDataConfig") or []:
         name = channel["ChannelName"]
         mode = channel.get("InputMode") or job["AlgorithmSpecification"].get("TrainingInputMode", "File")
@@ -395,7 +433,8 @@ def _stage_channels(job: dict, opt_ml: Path, ctx: RuntimeContext, reporter: Repo
         s3 = source.get("S3DataSource")
         if not s3:
             raise JobFailure(f"ClientError: channel '{name}': only S3DataSource is supported by smlocal")
-        ctx.stager.download_source(s3.get("S3DataType", "S3Prefix"), s3["S3Uri"], opt_ml / "input" / "data" / name)
+        ctx.stager.download_source(s3.get("S3DataType", "S3Prefix"), s3["S3Uri"], opt_ml / "input" / "data" / name,
+                                   shard=channel_shard(s3, *host))
 
 
 def _fetch_code(submit_directory: str, code_dir: Path, ctx: RuntimeContext) -> None:

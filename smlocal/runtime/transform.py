@@ -33,6 +33,7 @@ from typing import Callable
 
 from smlocal.runtime import transform_records as records
 from smlocal.runtime.backends.base import RunControl
+from smlocal.runtime import gpus
 from smlocal.runtime.job import RuntimeContext
 from smlocal.runtime.staging import StagingError, _relative, join_s3, split_s3_uri
 from smlocal.runtime.transform_jsonpath import JsonPathError
@@ -215,6 +216,10 @@ def run_transform_job(job: dict, model: dict, ctx: RuntimeContext, logs: Transfo
 def _start_server(ctx, containers, job, model, logs: TransformLogs, control: RunControl):
     from smlocal.runtime.model_server import ModelServer, ModelServerError
 
+    try:
+        gpus.prepare_serving(ctx.settings, (job.get("TransformResources") or {}).get("InstanceType"), logs.log)
+    except gpus.GpuUnavailable as exc:
+        raise _ObjectFailed(str(exc)) from exc
     try:
         return ModelServer.start(ctx, containers, name=job["TransformJobName"], kind=KIND,
                                  environment=environment_for(job),

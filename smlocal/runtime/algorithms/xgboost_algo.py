@@ -23,6 +23,10 @@ Training
   * custom metrics computed by the container in Python (accuracy, f1, mse, r2, precision, recall,
     ...) are computed here too; early stopping uses the last tuning/eval metric on ``validation``
     and keeps the best iteration (``save_best``), as the current container does.
+  * several instances (``resourceconfig.json``): every host trains the same rounds over its own
+    data in one XGBoost cluster (the tracker on algo-1; ShardedByS3Key channels hold the host's
+    shard), hosts without data leave it, and only algo-1 writes the model and prints the
+    evaluation lines (:mod:`~smlocal.runtime.algorithms.xgboost_distributed`).
   * the artefact is ``model/xgboost-model``: a pickled ``Booster`` for 0.90-x/1.0-1/1.2-x,
     ``Booster.save_model`` output (UBJSON with today's xgboost) for 1.3-1 and later.
 
@@ -60,6 +64,7 @@ import numpy as np
 
 from smlocal.runtime.algorithms import common
 from smlocal.runtime.algorithms import metrics as builtin_metrics
+from smlocal.runtime.algorithms import xgboost_distributed
 from smlocal.runtime.algorithms.common import HP, ClientError, AlgorithmError, Interval
 
 SUPPORTED_VERSIONS = ("1", "0.90-1", "0.90-2", "1.0-1", "1.2-1", "1.2-2", "1.3-1", "1.5-1", "1.7-1", "3.0-5")
@@ -328,9 +333,12 @@ def _xgb_params(hps: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(opt_ml: pathlib.Path, framework_version: str = DEFAULT_VERSION) -> None:
-    """Run a training job from the SageMaker layout under ``opt_ml``; see the module docstring."""
-    import xgboost as xgb
+    """Run a training job from the SageMaker layout under ``opt_ml``; see the module docstring.
 
+    With several hosts (``resourceconfig.json``) every host trains in one XGBoost cluster over its
+    own data (its shard under ShardedByS3Key) and only the first host saves the model: see
+    :mod:`~smlocal.runtime.algorithms.xgboost_distributed`.
+    """
     opt_ml = pathlib.Path(opt_ml)
     framework_version = normalize_version(framework_version)
     _log("Running XGBoost Sagemaker in algorithm mode")
@@ -345,11 +353,29 @@ def train(opt_ml: pathlib.Path, framework_version: str = DEFAULT_VERSION) -> Non
             raise ClientError("Hidden file found in the data path! Remove that before training.")
     dtrain = _load_dmatrix(train_path, file_type, csv_weights)
     dval = _load_dmatrix(val_path, file_type, csv_weights) if val_path is not None else None
+    cluster = xgboost_distributed.read_cluster(opt_ml)
+
+    def train_job(is_master: bool) -> None:
+        _train_job(hps, dtrain, dval, opt_ml / "model", framework_version, is_master=is_master)
+
+    if cluster.distributed:
+        xgboost_distributed.run(train_job, cluster, has_train=dtrain is not None, has_validation=dval is not None,
+                                validation_channel="validation" if val_path is not None else None)
+        return
     if dtrain is None:
         raise ClientError(f"No data in training channel path {train_path}")
     if val_path is not None and dval is None:
         raise ClientError(f"No data in validation channel path {val_path}")
     _log("Single node training.")
+    train_job(True)
+
+
+def _train_job(hps: dict[str, Any], dtrain, dval, model_dir: pathlib.Path, framework_version: str, *,
+               is_master: bool) -> None:
+    """Trains on this host's matrices (in a cluster: the same rounds on every host, synchronised by
+    XGBoost) and, on the master only, saves the model."""
+    import xgboost as xgb
+
     _log(f"Train matrix has {dtrain.num_row()} rows and {dtrain.num_col()} columns")
     if dval is not None:
         _log(f"Validation matrix has {dval.num_row()} rows")
@@ -371,6 +397,7 @@ def train(opt_ml: pathlib.Path, framework_version: str = DEFAULT_VERSION) -> Non
     custom = _make_custom_metric(custom_names, params.get("objective", "reg:squarederror")) if custom_names else None
 
     evals = [(dtrain, "train")] + ([(dval, "validation")] if dval is not None else [])
+    # XGBoost's monitor prints on rank 0 only: in a cluster, the master's log has the evaluation lines
     callbacks: list[Any] = [xgb.callback.EvaluationMonitor(
         logger=lambda msg: print(msg.rstrip("\n").replace("\t", LOG_TAB), flush=True))]
     rounds = hps.get("early_stopping_rounds")
@@ -378,7 +405,7 @@ def train(opt_ml: pathlib.Path, framework_version: str = DEFAULT_VERSION) -> Non
     if rounds and dval is not None and stop_metric:
         callbacks.append(xgb.callback.EarlyStopping(
             rounds=rounds, data_name="validation", metric_name=stop_metric,
-            maximize=stop_metric.split("@")[0] in MAXIMIZE_METRICS, save_best=True))
+            maximize=stop_metric.split("@")[0] in MAXIMIZE_METRICS, save_best=is_master))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -389,8 +416,9 @@ def train(opt_ml: pathlib.Path, framework_version: str = DEFAULT_VERSION) -> Non
             raise ClientError(str(e)) from e
         raise AlgorithmError(f"XGB train call failed with exception:\n {e}") from e
 
-    model_dir = opt_ml / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
+    if not is_master:
+        return
     location = model_dir / MODEL_NAME
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, ContextManager, Iterable, Mapping, Protocol
 
 #: Variables of a job's environment that name this machine's folders and settings: a container
 #: has its own (its image's ENV), so they are not passed into one. Every ``SMLOCAL_*`` variable but
@@ -40,6 +41,10 @@ class RunSpec:
         job: ``kind/name`` of the job (how its containers are labelled and found again).
         serve_port: the port the job's server listens on inside a container (8080 for serving):
             the backend makes it reachable and says where in :attr:`RunControl.address`.
+        network: this host's share of the job's private network, attached by the backend's
+            :meth:`Backend.job_network` (opaque to everyone else); None: no job network.
+        gpus: this machine's GPU indices a container gets as devices (a backend that runs images;
+            a local process is told CUDA_VISIBLE_DEVICES in ``env`` instead).
     """
 
     command: tuple[str, ...]
@@ -56,6 +61,8 @@ class RunSpec:
     hosts: tuple[str, ...] = ()
     job: str = ""
     serve_port: int | None = None
+    gpus: tuple[str, ...] = ()
+    network: Any = None
 
     @property
     def all_hosts(self) -> tuple[str, ...]:
@@ -78,10 +85,14 @@ class SandboxPolicy:
             copy-on-write (the job may change its view; the host folder never changes): for each,
             only the entry that the job's command or ``PATH`` names (e.g. the cached requirements
             environment whose interpreter runs the job, where its own ``pip install`` lands).
+        job_network: ``"multi-host"``: jobs of several hosts get a private network of their own
+            (the hosts reach each other by name, and nothing else but smlocal); ``"always"``:
+            single-host jobs too (the ``job-network`` setting).
     """
 
     hidden: tuple[Path, ...] = ()
     shared_copy_on_write: tuple[Path, ...] = ()
+    job_network: str = "multi-host"
 
 
 @dataclass
@@ -139,6 +150,26 @@ class Backend(Protocol):
         """Removes what runs of a dead server left under a job's folder (crash recovery)."""
         ...
 
+    # Optional: ``job_network(specs) -> ContextManager[list[RunSpec]]``, entered by the runner around
+    # all hosts of one job (see :func:`job_network`): a backend that gives the hosts their network
+    # itself, per run (Docker's per-job network), has none.
+
+
+class JobNetworkUnavailable(RuntimeError):
+    """A job that needs a private network cannot get one here; the message says why."""
+
+
+def job_network(backend: Backend, specs: list[RunSpec]) -> ContextManager[list[RunSpec]]:
+    """What the runner enters around all hosts of one job: the backend's ``job_network(specs)``
+    when it has one (it yields the specs to run, each with its :attr:`RunSpec.network`), else the
+    specs unchanged (a backend that gives hosts their network itself, e.g. Docker's per-job network).
+
+    Raises:
+        JobNetworkUnavailable: on entry, when the job needs a network and cannot get one.
+    """
+    hook = getattr(backend, "job_network", None)
+    return hook(specs) if hook is not None else contextlib.nullcontext(specs)
+
 
 class BackendSet:
     """Several backends behind one: each job runs on the backend chosen for its image.
@@ -179,3 +210,6 @@ class BackendSet:
     def sweep(self, job_folder: Path) -> None:
         for backend in self.backends:
             backend.sweep(job_folder)
+
+    def job_network(self, specs: list[RunSpec]) -> ContextManager[list[RunSpec]]:
+        return job_network(self.for_image(specs[0].image if specs else None), specs)

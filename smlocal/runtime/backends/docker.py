@@ -290,6 +290,8 @@ class DockerBackend:
                                         "(it holds the data dir, the runtime dir or the engine's socket).")
 
     def _create(self, spec: RunSpec, image: str, network: str | None):
+        import docker
+
         api = self.api
         binds = {str(Path(spec.opt_ml).resolve()): {"bind": CONTAINER_ROOT, "mode": "rw"}}
         binds.update({str(Path(src).resolve()): {"bind": target, "mode": "rw"} for src, target in spec.binds})
@@ -300,9 +302,13 @@ class DockerBackend:
             mode, extra_hosts = network, None
         else:  # a one-host isolated job (_network_for)
             mode, extra_hosts = "none", {host: "127.0.0.1" for host in spec.all_hosts}
+        # the host's GPUs (RunSpec.gpus): the engine's NVIDIA runtime shows just those, numbered from 0
+        devices = ([docker.types.DeviceRequest(device_ids=list(spec.gpus), capabilities=[["gpu"]])]
+                   if spec.gpus else None)
         host_config = api.create_host_config(binds=binds, port_bindings=ports or None, network_mode=mode,
                                              extra_hosts=extra_hosts, init=True, cap_drop=list(DROPPED_CAPABILITIES),
-                                             security_opt=["no-new-privileges"], pids_limit=PIDS_LIMIT)
+                                             security_opt=["no-new-privileges"], pids_limit=PIDS_LIMIT,
+                                             device_requests=devices)
         networking = None
         if network is not None:
             networking = api.create_networking_config({network: api.create_endpoint_config(aliases=[spec.hostname])})

@@ -29,7 +29,13 @@ Each job runs under ``unshare --user --mount --pid --fork --kill-child --mount-p
 * the job's folder on ``/opt/ml`` and the binds of its spec; the cached requirements environment
   it runs in (under the data dir) copy-on-write: what a job installs there is gone after it;
 * with network isolation, a network namespace with only a loopback device: no route anywhere.
-  Without it the job shares the host's network, as a container on the host network does.
+  Without it the job shares the host's network, as a container on the host network does;
+* a job of several hosts (or any job under ``job-network = "always"``) on a private network of its
+  own instead (:mod:`smlocal.runtime.backends.jobnet`, made around all hosts by :meth:`ProcessBackend.job_network`):
+  each host joins its network namespace and the network's user namespace (``nsenter``), has its
+  own UTS namespace (``hostname`` is ``algo-N``) and ``/etc/hosts`` naming its peers, and reaches
+  smlocal on its loopback port and nothing else (with network isolation: only its peers). It has
+  no capability over that namespace: it cannot change its interfaces or send raw packets.
 
 ``unshare`` dies with the server thread that started it (``setpriv --pdeathsig``), and its child,
 the namespace's process 1, dies with ``unshare`` (``--kill-child``): no job outlives its server.
@@ -39,6 +45,8 @@ be is handed on in pieces, so a job printing a 50 MB line costs no 50 MB of memo
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -50,10 +58,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from smlocal.auth import runtime_dir
-from smlocal.runtime.backends.base import OutputSink, RunControl, RunResult, RunSpec, SandboxPolicy
+from smlocal.runtime.backends.base import JOB_MARKER_VARIABLE, OutputSink, RunControl, RunResult, RunSpec, SandboxPolicy
+from smlocal.runtime.backends.jobnet import HostNetwork, JobNetwork
+from smlocal.runtime.backends.jobnet_plan import needs_network, relayed_ports
 from smlocal.runtime.logs import MAX_EVENT_BYTES
 
 _log = logging.getLogger(__name__)
@@ -64,6 +74,7 @@ READ_BLOCK = 64 * 1024
 MAX_PIECE = MAX_EVENT_BYTES  # the longest piece of a line handed to the sink
 TAIL_LINES, TAIL_LINE_CHARS = 200, 4096
 PLAN_VARIABLE = "SMLOCAL_SANDBOX_PLAN"
+HOSTS_FILE = "hosts"  # in the scratch folder: a host's /etc/hosts in a job network
 _INTERPRETER_DIRS = tuple(dict.fromkeys(os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)))
 # What a job's Python imports besides its interpreter: smlocal's own source (an editable install
 # lives in its checkout, e.g. a CI clone under /tmp: the built-in algorithms run from it) and the
@@ -209,7 +220,9 @@ def sandbox_plan(spec: RunSpec, policy: SandboxPolicy, host: HostFacts, *, softw
 
     Returns:
         ``{"scratch": str, "steps": [[kind, *fields], ...], "seal": [...], "loopback": bool,
-        "workdir": str}``; ``seal`` lists the covers made read-only at the end.
+        "workdir": str, "hostname": str | None}``; ``seal`` lists the covers made read-only at the
+        end; ``hostname`` is set in a job network (a bind of the job's ``/etc/hosts`` follows
+        ``/opt/ml`` then).
     """
     scratch = host.realpath(str(scratch_dir(spec)))
     exists = lambda p: host.kind(host.realpath(p)) is not None  # noqa: E731
@@ -231,10 +244,14 @@ def sandbox_plan(spec: RunSpec, policy: SandboxPolicy, host: HostFacts, *, softw
     steps += [["cover", p] for p in hidden + covers]
     steps += [["blank", p] for p in blanks]
     steps.append(["bind", os.path.abspath(spec.opt_ml), SANDBOX_ROOT, False])
+    if spec.network is not None:  # its peers by name (the scratch's copy, written by the backend)
+        steps.append(["bind", f"{scratch}/{HOSTS_FILE}", "/etc/hosts", False])
     steps += [["bind", os.path.abspath(src), target, False] for src, target in spec.binds]
     steps += [["layer", entry, entry, layers.next()] for entry in _shared_entries(spec, policy)]
-    return {"scratch": scratch, "steps": steps, "seal": hidden + covers, "loopback": spec.network_isolation,
-            "workdir": spec.workdir}
+    networked = spec.network is not None  # a job network's host: its lo is up, not its own to change
+    return {"scratch": scratch, "steps": steps, "seal": hidden + covers,
+            "loopback": spec.network_isolation and not networked, "workdir": spec.workdir,
+            "hostname": spec.hostname if networked else None}
 
 
 class _Layers:
@@ -331,6 +348,7 @@ def encode_plan(plan: dict) -> str:
         rows.append([("ro" if f else "rw") if isinstance(f, bool) else str(f) for f in step])
     rows += [["seal", path] for path in plan["seal"]]
     rows += [["loopback"]] if plan["loopback"] else []
+    rows += [["hostname", plan["hostname"]]] if plan.get("hostname") else []
     rows.append(["workdir", plan["workdir"]])
     for row in rows:
         if any("\t" in field or "\n" in field for field in row):
@@ -395,14 +413,35 @@ class ProcessBackend:
         remove_leftover_scratch(job_folder)
 
     def _full_policy(self) -> SandboxPolicy:
-        return SandboxPolicy(hidden=(*self._policy.hidden, runtime_dir()),
-                             shared_copy_on_write=self._policy.shared_copy_on_write)
+        return dataclasses.replace(self._policy, hidden=(*self._policy.hidden, runtime_dir()))
+
+    @contextlib.contextmanager
+    def job_network(self, specs: list[RunSpec]) -> Iterator[list[RunSpec]]:
+        """The job's private network while its hosts run (see :mod:`jobnet`), when it needs one:
+        several hosts, or any job under ``job-network = "always"``; else ``specs`` unchanged.
+
+        Raises:
+            JobNetworkUnavailable: the network cannot be made here (the job's FailureReason).
+        """
+        hosts = specs[0].all_hosts if specs else ()
+        if not specs or not needs_network(hosts, self._policy.job_network):
+            yield specs
+            return
+        ports = () if specs[0].network_isolation else relayed_ports(specs[0].env)
+        with JobNetwork(hosts, ports, marker=specs[0].env.get(JOB_MARKER_VARIABLE, "")) as network:
+            yield [dataclasses.replace(spec, network=network.host(spec.hostname)) for spec in specs]
 
     def _argv(self, spec: RunSpec) -> list[str]:
         argv = ["setpriv", "--pdeathsig", "KILL",  # the job dies with the server thread that started it
                 "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
                  "--pid", "--fork", "--kill-child", "--mount-proc"]
-        if spec.network_isolation:
+        net: HostNetwork | None = spec.network
+        if net is not None:
+            # inside the job network's user namespace (its owner's, so no privilege is needed) and
+            # this host's network namespace; its own UTS namespace for its host name
+            argv = ["nsenter", "--preserve-credentials", f"--user={net.user_ns}", f"--net={net.net_ns}", "--",
+                    *argv, "--uts"]
+        elif spec.network_isolation:
             argv.append("--net")
         return argv + ["--", sys.executable, "-I", "-S", str(INIT), *spec.command]
 
@@ -414,6 +453,8 @@ class ProcessBackend:
             (scratch / "root").mkdir()
             (scratch / "tmp").mkdir()
             os.chmod(scratch / "tmp", 0o1777)
+            if spec.network is not None:
+                (scratch / HOSTS_FILE).write_text(spec.network.hosts_text)
             return self._run(spec, sink, control)
         finally:
             _remove_tree(scratch)

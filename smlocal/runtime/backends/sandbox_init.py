@@ -1,7 +1,8 @@
 """Process 1 of a job sandbox: builds the job's view of the filesystem, then runs the job as its child.
 
 Started by :class:`smlocal.runtime.backends.process.ProcessBackend` through ``unshare --user --mount
---pid --fork --mount-proc [--net]`` as ``python -I -S sandbox_init.py COMMAND...``, so it runs as
+--pid --fork --mount-proc [--net]`` (in a job network: ``--uts``, inside the network's user and
+the host's network namespace) as ``python -I -S sandbox_init.py COMMAND...``, so it runs as
 root of a fresh user namespace, as pid 1 of a fresh PID namespace, with a private mount table. The
 environment variable ``SMLOCAL_SANDBOX_PLAN`` (removed before the job starts) holds
 :func:`smlocal.runtime.backends.process.sandbox_plan` in the text form of
@@ -21,6 +22,8 @@ environment variable ``SMLOCAL_SANDBOX_PLAN`` (removed before the job starts) ho
   PATH`` (``/dev/null`` over a file, read-only), ``bind SOURCE TARGET ro|rw``, ``layer`` again;
 * ``seal``: covers remounted read-only once the binds inside them are in place;
 * ``loopback``: bring ``lo`` up (network isolation: a namespace with only a loopback device);
+* ``hostname NAME``: the host's name in its own UTS namespace (a host of a job network, whose
+  namespaces :mod:`smlocal.runtime.backends.jobnet` made);
 * ``workdir``: the job's working directory.
 
 Then the job runs in a nested user and mount namespace: every mount above is locked there, so the
@@ -72,7 +75,7 @@ def _mount(source, target, fstype, flags, data=None) -> None:
 
 def decode_plan(text: str) -> dict:
     """The plan from its text form: one step a line, fields separated by tabs (no ``json``: fast)."""
-    plan: dict = {"scratch": "", "steps": [], "seal": [], "loopback": False, "workdir": "/opt/ml"}
+    plan: dict = {"scratch": "", "steps": [], "seal": [], "loopback": False, "workdir": "/opt/ml", "hostname": None}
     for line in text.split("\n"):
         kind, *fields = line.split("\t")
         if kind in ARITY:
@@ -87,7 +90,7 @@ def decode_plan(text: str) -> dict:
             plan["seal"].append(fields[0])
         elif kind == "loopback":
             plan["loopback"] = True
-        elif kind in ("workdir", "scratch"):
+        elif kind in ("workdir", "scratch", "hostname"):
             plan[kind] = fields[0]
     return plan
 
@@ -269,6 +272,9 @@ def build_view(plan: dict) -> list[str]:
     view.build()
     if plan.get("loopback"):
         _loopback_up()
+    if plan.get("hostname"):
+        name = plan["hostname"].encode()
+        _check(_libc.sethostname(name, len(name)), "sethostname")
     return view.notes
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from smlocal.runtime import gpus
 from smlocal.runtime.job import RuntimeContext
 from smlocal.runtime.logs import LogStreamWriter
 from smlocal.runtime.model_server import DEFAULT_STARTUP_TIMEOUT, ModelServer, ModelServerError, new_instance_id
@@ -124,6 +125,11 @@ def _start_variant(ctx: RuntimeContext, endpoint: str, production: dict, model: 
     writer = LogStreamWriter(ctx.logs_client, responses.log_group(endpoint), responses.log_stream(name, instance),
                              journal=ctx.log_journal)
     containers = model.get("Containers") or [model["PrimaryContainer"]]
+    try:
+        gpus.prepare_serving(ctx.settings, production.get("InstanceType"), writer.write)
+    except gpus.GpuUnavailable as exc:
+        writer.close()
+        raise DeploymentError(str(exc)) from exc
     try:
         server = ModelServer.start(
             ctx, containers, name=endpoint, kind=KIND, log=writer.write, instance_id=instance,

@@ -1,10 +1,13 @@
 """Multi-host XGBoost training helpers of the XGBoost image (``distributed``).
 
-``rabit_run`` first agrees across hosts on which of them have data, then runs the training
-function with XGBoost's collective communicator initialised over those hosts (the first host, in
-sorted order, runs the tracker). With one host it runs the function directly. Built on
-``xgboost.collective`` and ``xgboost.tracker`` (the image's own ``xgboost.rabit`` is gone from
-current XGBoost).
+``rabit_run`` first agrees across hosts on which of them have data (a first cluster of every host,
+tracker port 9099), then runs the training function in a second cluster of only those hosts (port
+9100): a host without data logs that it is not used and leaves with exit code 0, as the image's
+does. In each cluster the first host in sorted order runs the tracker and is the master; ranks
+follow the sorted host order (each worker's task id is its index, the tracker sorts by task), so
+the master is rank 0 -- the rank XGBoost's evaluation monitor prints on. With one host the
+function runs directly. Built on ``xgboost.collective`` and ``xgboost.tracker`` (the image's own
+``xgboost.rabit`` is gone from current XGBoost).
 """
 
 from __future__ import annotations
@@ -122,9 +125,11 @@ class Rabit:
         from xgboost import collective
         from xgboost.tracker import RabitTracker
 
+        if self.n_workers == 1:  # a cluster of one needs no communicator
+            return RabitHelper(True, self.current_host, self.port)
         if self.is_master_host:
             self._tracker = RabitTracker(n_workers=self.n_workers, host_ip=_dns_lookup(self.current_host),
-                                         port=self.port)
+                                         port=self.port, sortby="task")
             self._tracker.start()
         attempt = 0
         while not self._tracker_reachable():
@@ -135,9 +140,13 @@ class Rabit:
                 raise Exception("Failed to connect to Rabit Tracker")
             time.sleep(self.connect_retry_timeout)
         self.logger.info("Connected to RabitTracker.")
+        # the task id orders the ranks (sortby="task"); zero-padded so that "10" sorts after "9"
         collective.init(dmlc_communicator="rabit", dmlc_tracker_uri=_dns_lookup(self.master_host),
-                        dmlc_tracker_port=self.port, dmlc_task_id=self.current_host)
-        return RabitHelper(self.is_master_host, self.current_host, self.port)
+                        dmlc_tracker_port=self.port, dmlc_task_id=f"{self.hosts.index(self.current_host):05d}")
+        helper = RabitHelper(self.is_master_host, self.current_host, self.port)
+        self.logger.info("%s joined the XGBoost cluster of %s hosts on port %s as rank %s (master: %s).",
+                         self.current_host, self.n_workers, self.port, helper.rank, self.master_host)
+        return helper
 
     def _tracker_reachable(self):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -151,9 +160,14 @@ class Rabit:
         """Leaves the cluster (the master waits for its tracker to finish)."""
         from xgboost import collective
 
-        collective.finalize()
+        if self.n_workers > 1:
+            collective.finalize()
         if self._tracker is not None:
-            self._tracker.wait_for()
+            tracker, self._tracker = self._tracker, None
+            try:
+                tracker.wait_for()  # every worker has left
+            finally:
+                tracker.free()
 
     def __enter__(self):
         return self.start()

@@ -1,0 +1,66 @@
+"""The shape of a job's private network (pure): who needs one, addresses, ``/etc/hosts``, relayed ports.
+
+Every job network is its own: a bridge in a namespace of its own, each host in a namespace joined
+to it by a veth pair, nothing linking it to the machine's network or to another job's. The same
+addresses therefore serve every job (:data:`SUBNET`): they can never meet.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+#: Every job network's addresses: host ``algo-N`` is ``10.200.H.L`` with ``H*256 + L = N``.
+SUBNET_PREFIX, SUBNET_BITS = "10.200", 16
+#: The link's MTU: EC2's jumbo frames inside a VPC (9001 bytes), as the hosts of a cluster on AWS see it.
+MTU = 9001
+MAX_HOSTS = (1 << (32 - SUBNET_BITS)) - 2
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost"})
+
+
+def needs_network(hosts: tuple[str, ...], mode: str) -> bool:
+    """Whether a job of ``hosts`` gets a private network under the ``job-network`` ``mode``
+    (:data:`smlocal.config.JOB_NETWORK_MODES`)."""
+    return len(hosts) > 1 or mode == "always"
+
+
+def host_address(index: int) -> str:
+    """The address of the ``index``-th host (1-based: ``algo-1`` is 1).
+
+    Raises:
+        ValueError: ``index`` is outside 1..:data:`MAX_HOSTS`.
+    """
+    if not 1 <= index <= MAX_HOSTS:
+        raise ValueError(f"a job network holds 1 to {MAX_HOSTS} hosts, not {index}")
+    return f"{SUBNET_PREFIX}.{index >> 8}.{index & 255}"
+
+
+def addresses(hosts: tuple[str, ...]) -> dict[str, str]:
+    """Each host name's address, in the order of ``hosts``."""
+    return {name: host_address(i) for i, name in enumerate(hosts, start=1)}
+
+
+def hosts_file(hosts: tuple[str, ...]) -> str:
+    """The ``/etc/hosts`` every host of the job sees: loopback names, then every host by name."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{address}\t{name}" for name, address in addresses(hosts).items()]
+    return "\n".join(lines) + "\n"
+
+
+def relayed_ports(env: dict[str, str]) -> tuple[int, ...]:
+    """The loopback ports a job reaches smlocal on (its ``AWS_ENDPOINT_URL*`` on 127.0.0.1/localhost).
+
+    Inside a job network the job's loopback is its own: these ports, and only these, are relayed
+    to the machine's loopback.
+    """
+    ports: list[int] = []
+    for key in sorted(env):
+        if not key.startswith("AWS_ENDPOINT_URL"):
+            continue
+        try:
+            parts = urlsplit(env[key])
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            continue
+        if parts.hostname in LOOPBACK_NAMES and port not in ports:
+            ports.append(port)
+    return tuple(ports)

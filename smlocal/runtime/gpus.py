@@ -136,11 +136,13 @@ class GpuUnavailable(Exception):
 
 
 def prepare(settings, resources: dict, hosts: Sequence[str], log) -> list[GpuPlan]:
-    """Every host's plan for a training job's ResourceConfig; logs each distinct note once.
+    """Every host's plan for a job's instances; logs each distinct note once. The one way a training
+    job (its ResourceConfig) and a processing job (its ClusterConfig) get their GPUs.
 
     Args:
         settings: The server's :class:`~smlocal.config.Settings` (``gpu``, ``gpu_devices``).
-        resources: The job's ResourceConfig (InstanceType, or InstanceGroups).
+        resources: The job's ResourceConfig (InstanceType, or InstanceGroups) or ClusterConfig
+            (InstanceType).
         hosts: The job's hosts, in order.
         log: Writes one line to the job's log.
 

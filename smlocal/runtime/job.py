@@ -16,6 +16,7 @@ from smlocal.auth import s3_credentials
 from smlocal.config import Settings
 from smlocal.runtime.backends.base import (Backend, BackendSet, JobNetworkUnavailable, RunControl, RunResult, RunSpec,
                                            SandboxPolicy, job_network)
+from smlocal.runtime.backends.jobnet_plan import relayed_endpoints
 from smlocal.runtime.staging import S3Stager
 
 # host environment a job process inherits: enough to run programs, nothing of the server's own
@@ -39,8 +40,10 @@ class RuntimeContext:
             self.backend = BackendSet(self.backend)
         # jobs never see the data dir (every job's folder, the store); only their own environment,
         # copy-on-write: a job's pip install into it is gone after the job
+        # a job network relays smlocal's own endpoints into its hosts, and nothing a request names
         self.backend.confine(SandboxPolicy(hidden=(self.settings.data_dir,), shared_copy_on_write=(self.envs_root,),
-                                           job_network=self.settings.job_network))
+                                           job_network=self.settings.job_network,
+                                           relayed_endpoints=relayed_endpoints(self.endpoints().values())))
 
     def backend_for(self, image: str | None) -> Backend:
         """The backend that runs jobs of ``image`` (the BackendSet's choice for it)."""
@@ -54,16 +57,21 @@ class RuntimeContext:
     def envs_root(self) -> Path:
         return self.settings.data_dir / "envs"
 
+    def endpoints(self) -> dict[str, str]:
+        """smlocal's endpoints in every job's environment: code inside a job that talks to AWS
+        (e.g. boto3 in a processing script) reaches smlocal."""
+        found = {"AWS_ENDPOINT_URL": self.endpoint_url}
+        if self.settings.s3_endpoint:
+            found["AWS_ENDPOINT_URL_S3"] = self.settings.s3_endpoint
+        return found
+
     def base_env(self) -> dict[str, str]:
         env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
         env["PATH"] = f"{Path(self.python).parent}:{env.get('PATH', '/usr/bin:/bin')}"
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("HOME", "/root")
         env["AWS_DEFAULT_REGION"] = env["AWS_REGION"] = self.settings.region
-        # code inside a job that talks to AWS (e.g. boto3 in a processing script) reaches smlocal
-        env["AWS_ENDPOINT_URL"] = self.endpoint_url
-        if self.settings.s3_endpoint:
-            env["AWS_ENDPOINT_URL_S3"] = self.settings.s3_endpoint
+        env.update(self.endpoints())
         env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = s3_credentials(self.settings)
         return env
 

@@ -128,7 +128,7 @@ def run_processing_job(job: dict, ctx: RuntimeContext, reporter: ProcessingRepor
             hosts.append(_Host(host, index, opt_ml, _layout(job, name, host, names, ctx, image_env)))
             _materialize(opt_ml, hosts[-1].layout)
         _check_supported(job)
-        _plan_gpus(cluster.get("InstanceType"), hosts, ctx, reporter)
+        _plan_gpus(cluster, hosts, ctx, reporter)
         _log_notes(job, hosts, reporter)
         with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
             list(pool.map(lambda h: _stage_inputs(job, h, len(hosts), ctx), hosts))
@@ -157,7 +157,7 @@ def run_processing_job(job: dict, ctx: RuntimeContext, reporter: ProcessingRepor
         else:
             _upload_outputs(job, hosts, ctx, reporter)
             outcome.status = "Completed"
-    except (JobFailure, UnresolvableImage) as exc:
+    except (JobFailure, UnresolvableImage, gpus.GpuUnavailable) as exc:
         outcome.status, outcome.failure_reason = "Failed", _clip(str(exc))
     except StagingError as exc:
         outcome.status, outcome.failure_reason = "Failed", _clip(_client_error(str(exc)))
@@ -259,17 +259,20 @@ def _check_supported(job: dict) -> None:
                              "is not supported by smlocal; give an S3Output.")
 
 
-def _plan_gpus(instance_type: str | None, hosts: list[_Host], ctx: RuntimeContext,
-               reporter: ProcessingReporter) -> None:
-    """Each host's GPUs (a GPU instance type: as many of this machine's, or the CPU and a note
-    first in every host's log); FailureReason when there are none and ``gpu = "fail"``."""
-    plans = gpus.plan_hosts([instance_type] * len(hosts), mode=ctx.settings.gpu, devices=ctx.settings.gpu_devices)
+def _plan_gpus(cluster: dict, hosts: list[_Host], ctx: RuntimeContext, reporter: ProcessingReporter) -> None:
+    """Each host's GPUs (:func:`gpus.prepare`, as for training: a GPU instance type gets as many of
+    this machine's, or the CPU and a note first in every host's log).
+
+    Raises:
+        gpus.GpuUnavailable: there are none and ``gpu = "fail"`` (the FailureReason).
+    """
+    def log(line: str) -> None:
+        for host in hosts:
+            reporter.log(host.name, line)
+
+    plans = gpus.prepare(ctx.settings, cluster, [h.name for h in hosts], log)
     for host, plan in zip(hosts, plans):
-        if plan.failure:
-            raise JobFailure(plan.failure)
         host.gpu = plan
-        if plan.note:
-            reporter.log(host.name, plan.note)
 
 
 def _log_notes(job: dict, hosts: list[_Host], reporter: ProcessingReporter) -> None:
@@ -386,9 +389,9 @@ def _run_hosts(job: dict, hosts: list[_Host], command: tuple[str, ...], env: dic
     limit = (job.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
     image = job["AppSpecification"]["ImageUri"]
     names = tuple(h.name for h in hosts)
-    containers = ctx.backend_for(image).runs_images  # a container gets its GPUs as devices, a process by name
+    containers = ctx.backend_for(image).runs_images  # a container's engine numbers its GPUs; a process is told
     specs = [RunSpec(command=command, env={**env, **({} if containers else host.gpu.environment())},
-                     gpus=host.gpu.devices if containers else (), opt_ml=host.opt_ml, workdir=WORKDIR,
+                     gpus=host.gpu.devices, opt_ml=host.opt_ml, workdir=WORKDIR,
                      network_isolation=bool((job.get("NetworkConfig") or {}).get("EnableNetworkIsolation")),
                      pidfile=pidfile(ctx, KIND, job["ProcessingJobName"], host.name), image=image,
                      entrypoint=tuple(host.layout.entrypoint) or None, arguments=tuple(host.layout.args) or None,

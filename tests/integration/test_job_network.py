@@ -162,8 +162,10 @@ def test_three_hosts_talk_by_name_and_reach_smlocal_only(sm, s3, bucket, emulato
     name = unique("net3")
     others = _machine_addresses()
     probes = [f"127.0.0.1:{emulator.port}", f"127.0.0.1:{port}", *(f"{a}:{port}" for a in others)]
+    # a request that names a loopback service as an endpoint of its own gets no relay to it
     sm.create_training_job(**_job(name, bucket, code, 3, {"PROBES": ",".join(probes), "UPLOAD_BUCKET": bucket,
-                                                          "TOKEN": "t3"}))
+                                                          "TOKEN": "t3",
+                                                          "AWS_ENDPOINT_URL_EVIL": f"http://127.0.0.1:{port}"}))
     job = wait_for(sm, name, timeout=180)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     hosts = ["algo-1", "algo-2", "algo-3"]
@@ -172,6 +174,7 @@ def test_three_hosts_talk_by_name_and_reach_smlocal_only(sm, s3, bucket, emulato
     for me in hosts:
         # smlocal's gateway on the loopback port the job was given, and nothing else of the machine
         assert reports[me]["probes"].pop(f"127.0.0.1:{emulator.port}") == "connected"
+        assert reports[me]["probes"][f"127.0.0.1:{port}"] == "ConnectionRefusedError"  # AWS_ENDPOINT_URL_EVIL's
         assert set(reports[me]["probes"].values()) <= {"ConnectionRefusedError", "OSError"}, reports
         # the job itself wrote to S3 through the gateway
         uploaded = json.loads(s3.get_object(Bucket=bucket, Key=f"talk/{me}.json")["Body"].read())
@@ -200,6 +203,68 @@ def test_isolated_hosts_reach_each_other_but_not_smlocal(sm, s3, bucket, emulato
         assert "connected" not in reports[me]["probes"].values(), reports[me]["probes"]
         assert len(reports[me]["probes"]) == len(probes)
     assert accepted == []
+
+
+# every host opens CONNECTIONS to smlocal's relayed port and keeps them; says how many the relay
+# closed at once, then holds the rest open for HOLD seconds
+FLOOD = r'''
+import os, socket, time
+from urllib.parse import urlsplit
+me, url = os.environ["SM_CURRENT_HOST"], urlsplit(os.environ["AWS_ENDPOINT_URL"])
+held, failed = [], 0
+for _ in range(int(os.environ["CONNECTIONS"])):
+    try:
+        held.append(socket.create_connection((url.hostname, url.port), timeout=5))
+    except OSError:
+        failed += 1
+time.sleep(1)
+closed = 0
+for conn in held:
+    conn.setblocking(False)
+    try:
+        closed += conn.recv(1) == b""
+    except BlockingIOError:
+        pass
+    except OSError:
+        closed += 1
+print(f"{me} holding {len(held) - closed} closed {closed} failed {failed}", flush=True)
+time.sleep(float(os.environ["HOLD"]))
+'''
+
+
+def test_a_job_flooding_the_relay_costs_the_server_a_bounded_number_of_threads(sm, s3, bucket, emulator):
+    from smlocal.runtime.backends.jobnet import RELAYS_PER_HOST
+
+    code = upload_sourcedir(s3, bucket, {"train.py": FLOOD})
+    name = unique("netflood")
+    baseline = threading.active_count()
+    sm.create_training_job(**_job(name, bucket, code, 2, {"CONNECTIONS": "300", "HOLD": "6"}))
+    most, lines = baseline, []
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        most = max(most, threading.active_count())
+        lines = [m for m in _messages(emulator, name) if " holding " in m]
+        if len(lines) == 2:
+            break
+        time.sleep(0.05)
+    assert len(lines) == 2, _messages(emulator, name)
+    for _ in range(20):  # while both hosts hold their connections
+        most = max(most, threading.active_count())
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert sm.list_training_jobs(MaxResults=1)["TrainingJobSummaries"]  # the gateway still answers
+    assert time.monotonic() - started < 5
+    # each relayed connection: a relay thread here and the gateway's thread serving it; no more
+    assert most - baseline <= 2 * (2 * RELAYS_PER_HOST) + 20, (baseline, most, lines)
+    held = sum(int(line.split(" holding ")[1].split()[0]) for line in lines)
+    closed = sum(int(line.split(" closed ")[1].split()[0]) for line in lines)
+    assert held <= 2 * RELAYS_PER_HOST and closed >= 600 - 2 * RELAYS_PER_HOST, lines
+    job = wait_for(sm, name, timeout=120)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    deadline = time.time() + 15
+    while threading.active_count() > baseline + 10 and time.time() < deadline:
+        time.sleep(0.2)
+    assert threading.active_count() <= baseline + 10  # the relays ended with the job
 
 
 def _job_processes(marker: str) -> list[int]:
@@ -387,7 +452,8 @@ def test_a_job_whose_network_cannot_be_made_fails_with_the_reason():
 
 
 def test_job_network_always_gives_a_single_host_job_its_own_network(tmp_path, host_service):
-    """``job-network = "always"``: one host, its own name and namespace; smlocal's port only."""
+    """``job-network = "always"``: one host, its own name and namespace; smlocal's port only (the
+    policy's, whatever the job's environment names)."""
     from smlocal.runtime.backends.base import RunControl, RunSpec, SandboxPolicy
     from smlocal.runtime.backends.process import ProcessBackend
     from smlocal.runtime.job import run_hosts
@@ -401,15 +467,28 @@ def test_job_network_always_gives_a_single_host_job_its_own_network(tmp_path, ho
               f"except OSError as exc:\n    print(type(exc).__name__)\n")
     folder = tmp_path / "jobs" / "training" / "one" / "algo-1"
     folder.mkdir(parents=True)
-    backend = ProcessBackend(SandboxPolicy(hidden=(tmp_path,), job_network="always"))
+    backend = ProcessBackend(SandboxPolicy(hidden=(tmp_path,), job_network="always",
+                                           relayed_endpoints=(("127.0.0.1", gateway.getsockname()[1]),)))
     spec = RunSpec(command=(sys.executable, "-c", script), opt_ml=folder,
-                   env={"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": f"http://127.0.0.1:{gateway.getsockname()[1]}"})
+                   env={"PATH": os.environ["PATH"], "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
     lines: list[str] = []
     results, cause = run_hosts(backend, [spec], [lines.append], RunControl(), 60)
     gateway.close()
     assert cause is None and results[0].exit_code == 0, results[0].stderr_tail
     assert lines == ["algo-1 10.200.0.1", "b'gateway\\n'", "ConnectionRefusedError"]
     assert accepted == []
+
+
+def test_holders_keep_no_socket_once_their_relay_sockets_are_handed_over():
+    from smlocal.runtime.backends.jobnet import JobNetwork, network_problem
+
+    if network_problem():
+        _unavailable(network_problem())
+    with JobNetwork(("algo-1", "algo-2"), (("127.0.0.1", 4566), ("127.0.0.1", 4567))) as network:
+        for name in ("algo-1", "algo-2"):
+            holder = Path(network.host(name).net_ns).parent.parent
+            targets = [os.readlink(fd) for fd in (holder / "fd").iterdir()]
+            assert not [t for t in targets if t.startswith("socket:")], (name, targets)
 
 
 def test_a_server_that_dies_leaves_no_part_of_a_job_network():

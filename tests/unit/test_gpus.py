@@ -37,8 +37,9 @@ def test_the_table_names_only_types_the_service_model_knows():
     shapes = botocore.loaders.Loader().load_service_model("sagemaker", "service-2")["shapes"]
     training = set(shapes["TrainingInstanceType"]["enum"])
     processing = set(shapes["ProcessingInstanceType"]["enum"])
-    assert set(instance_types.INSTANCE_TYPES) <= training | processing
-    assert instance_types.lookup("ml.p4d.24xlarge").gpus == 8 and instance_types.lookup("ml.p4d.24xlarge").vcpus == 96
+    assert set(instance_types.GPU_COUNTS) <= training | processing
+    assert instance_types.gpu_count("ml.p4d.24xlarge") == 8 and instance_types.gpu_count("ml.g6e.12xlarge") == 4
+    assert instance_types.gpu_count("ml.g7e.2xlarge") is None  # a GPU family without a figure here
     assert instance_types.gpu_count("ml.c5.18xlarge") == 0 and instance_types.gpu_count("local") == 0
     assert all(instance_types.is_gpu_type(t) for t in training if t.split(".")[1][0] in "gp")
 

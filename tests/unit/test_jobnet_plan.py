@@ -9,9 +9,10 @@ import pytest
 
 from smlocal.runtime.backends.base import RunSpec, SandboxPolicy
 from smlocal.runtime.backends.jobnet import HostNetwork
-from smlocal.runtime.backends.jobnet_plan import (MAX_HOSTS, addresses, host_address, hosts_file, needs_network,
-                                                  relayed_ports)
-from smlocal.runtime.backends.process import encode_plan, sandbox_plan
+from smlocal.runtime.backends.jobnet_plan import (MAX_HOSTS, addresses, encode_endpoints, host_address, hosts_file,
+                                                  needs_network, relayed_endpoints)
+from smlocal.runtime.backends.jobnet_switch import parse_endpoints
+from smlocal.runtime.backends.process import encode_plan, gpu_device_nodes, sandbox_plan
 from smlocal.runtime.backends.sandbox_init import decode_plan
 
 from test_sandbox_plan import BASE, JOB, MOUNTS, SCRATCH, fake_host  # the same fake host
@@ -38,12 +39,44 @@ def test_the_hosts_file_names_loopback_and_every_host():
     assert lines[-2:] == ["10.200.0.1\talgo-1", "10.200.0.2\talgo-2"]
 
 
-def test_only_smlocals_loopback_endpoints_are_relayed():
-    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566", "AWS_ENDPOINT_URL_S3": "http://localhost:9000",
-           "AWS_ENDPOINT_URL_SAGEMAKER": "http://127.0.0.1:4566", "AWS_ENDPOINT_URL_STS": "https://sts.amazonaws.com",
-           "OTHER_URL": "http://127.0.0.1:22", "AWS_ENDPOINT_URL_BAD": "http://127.0.0.1:notaport"}
-    assert relayed_ports(env) == (4566, 9000)
-    assert relayed_ports({}) == ()
+def test_only_loopback_endpoints_are_relayed_each_to_its_own_address():
+    urls = ["http://127.0.0.1:4566", "http://localhost:9000", "http://127.0.0.1:4566/", "https://sts.amazonaws.com",
+            "http://127.0.0.1:notaport", "http://[::1]:4567", "http://127.0.0.2:4568", "https://localhost",
+            "http://10.0.0.5:80", "not a url"]
+    assert relayed_endpoints(urls) == (("127.0.0.1", 4566), ("127.0.0.1", 9000), ("::1", 4567),
+                                       ("127.0.0.2", 4568), ("127.0.0.1", 443))
+    assert relayed_endpoints([]) == ()
+    # what the switch is told, and reads back (an IPv6 address keeps its colons)
+    endpoints = relayed_endpoints(urls)
+    assert parse_endpoints(encode_endpoints(endpoints)) == list(endpoints)
+    assert parse_endpoints("") == []
+
+
+def test_a_host_given_gpus_sees_their_nodes_and_the_drivers_only():
+    present = ["null", "nvidiactl", "nvidia-uvm", "nvidia-modeset", "nvidia0", "nvidia1", "nvidia2", "nvidia3",
+               "nvidia-caps"]
+    assert gpu_device_nodes(("2", "3"), present) == ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-modeset",
+                                                      "/dev/nvidia2", "/dev/nvidia3"]
+    assert gpu_device_nodes((), present) == []  # no GPU planned: no NVIDIA node at all
+    assert gpu_device_nodes(("5",), present) == ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-modeset"]
+    assert gpu_device_nodes(("0",), ["null"]) == []
+
+
+def test_the_sandbox_plan_binds_a_hosts_gpu_nodes_after_dev():
+    entries = {**BASE, "/dev/nvidiactl": "file", "/dev/nvidia0": "file", "/dev/nvidia1": "file",
+               "/dev/nvidia-uvm": "file"}
+    host = fake_host(entries, MOUNTS)
+    policy = SandboxPolicy(hidden=(Path("/var/lib/smlocal"),))
+    spec = RunSpec(command=("/usr/bin/python3", "train.py"), env={"PATH": "/usr/bin:/bin"}, opt_ml=Path(JOB),
+                   gpus=("1",))
+    plan = sandbox_plan(spec, policy, host)
+    dev = plan["steps"].index(["dev"])
+    assert plan["steps"][dev + 1:dev + 4] == [["device", "/dev/nvidiactl"], ["device", "/dev/nvidia-uvm"],
+                                              ["device", "/dev/nvidia1"]]
+    assert plan["steps"][dev + 4] == ["cover", "/dev/shm"]
+    assert decode_plan(encode_plan(plan)) == plan
+    without = sandbox_plan(RunSpec(command=spec.command, env=spec.env, opt_ml=Path(JOB)), policy, host)
+    assert not any(step[0] == "device" for step in without["steps"])
 
 
 def _plan(network):

@@ -43,8 +43,9 @@ class RunSpec:
             the backend makes it reachable and says where in :attr:`RunControl.address`.
         network: this host's share of the job's private network, attached by the backend's
             :meth:`Backend.job_network` (opaque to everyone else); None: no job network.
-        gpus: this machine's GPU indices a container gets as devices (a backend that runs images;
-            a local process is told CUDA_VISIBLE_DEVICES in ``env`` instead).
+        gpus: this machine's GPU indices the host gets as devices: a container's device request;
+            the process backend's sandbox shows their ``/dev/nvidia*`` nodes (``env`` names them
+            in CUDA_VISIBLE_DEVICES).
     """
 
     command: tuple[str, ...]
@@ -88,11 +89,16 @@ class SandboxPolicy:
         job_network: ``"multi-host"``: jobs of several hosts get a private network of their own
             (the hosts reach each other by name, and nothing else but smlocal); ``"always"``:
             single-host jobs too (the ``job-network`` setting).
+        relayed_endpoints: smlocal's own loopback endpoints, ``(address, port)``, that a host of a
+            job network reaches on its loopback (:func:`jobnet_plan.relayed_endpoints` of the
+            endpoints smlocal gives every job; never taken from a job's environment, which its
+            request may fill).
     """
 
     hidden: tuple[Path, ...] = ()
     shared_copy_on_write: tuple[Path, ...] = ()
     job_network: str = "multi-host"
+    relayed_endpoints: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass

@@ -6,13 +6,18 @@ each host a :class:`HostNetwork`: the namespaces its sandbox joins (``nsenter --
 address and the ``/etc/hosts`` it sees. No privilege is needed: the user running smlocal owns every
 namespace, as rootless container tools do; as root it is the same.
 
-Inside a host's namespace its loopback is its own, so the ``127.0.0.1:PORT`` its environment names
-for smlocal (:func:`jobnet_plan.relayed_ports`) would lead nowhere: the switch opens a listening
-socket on exactly those ports in each host's namespace and hands it here, and each connection
-accepted on it is relayed to the same port on this machine's loopback. The gateway sees a client on
-loopback, as it sees a job sharing the machine's network: the job gets no more than before, and
-nothing else of the machine (no other loopback service, no other job) is reachable. With network
-isolation no socket is opened: the hosts reach only each other.
+Inside a host's namespace its loopback is its own, so the loopback endpoints smlocal gives a job
+for itself (:func:`jobnet_plan.relayed_endpoints`: smlocal's own settings, never the job's
+request) would lead nowhere: the switch opens a listening socket on exactly those addresses and
+ports in each host's namespace and hands it here, and each connection accepted on it is relayed to
+the same endpoint on this machine's loopback. The gateway sees a client on loopback, as it sees a
+job sharing the machine's network: the job gets no more than before, and nothing else of the
+machine (no other loopback service, no other job) is reachable. With network isolation no socket
+is opened: the hosts reach only each other. A network relays at most :data:`RELAYS_PER_HOST`
+connections per host at once (a thread and an upstream connection each; its hosts share them):
+one more is closed as soon as it is accepted, so a job that opens connections without end costs
+the server a bounded number of threads and descriptors, and the gateway keeps answering everyone
+else.
 
 Everything dies with the job: the switch is killed on exit (and dies with smlocal's thread that
 started it, ``setpriv --pdeathsig``), its holders with it; the bridge and the veth pairs are only in
@@ -34,13 +39,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smlocal.runtime.backends.base import JOB_MARKER_VARIABLE, JobNetworkUnavailable
-from smlocal.runtime.backends.jobnet_plan import MAX_HOSTS, MTU, SUBNET_BITS, addresses, hosts_file
+from smlocal.runtime.backends.jobnet_plan import MAX_HOSTS, MTU, SUBNET_BITS, addresses, encode_endpoints, hosts_file
 
 _log = logging.getLogger(__name__)
 
 SWITCH = Path(__file__).with_name("jobnet_switch.py")
 START_TIMEOUT = 30.0
 RELAY_BLOCK = 256 * 1024
+#: The connections a job network relays at once, per host (its hosts and endpoints share them): a
+#: boto3 client keeps up to 10 open, so a host has room for a few.
+RELAYS_PER_HOST = 32
 # where iproute2 lives when the server's PATH lacks the sbin folders (an unprivileged user's often does)
 _SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 _USERNS_SWITCHES = (("/proc/sys/user/max_user_namespaces", "0", "this kernel allows no user namespaces"),
@@ -96,7 +104,8 @@ class JobNetwork:
 
     Args:
         hosts: the job's host names, ``algo-1`` first.
-        ports: the loopback ports relayed into every host (empty with network isolation).
+        endpoints: the loopback ``(address, port)`` pairs of smlocal relayed into every host (empty
+            with network isolation).
         marker: the job's ``SMLOCAL_JOB`` value, in the switch's environment as in every process
             of the job (how a job's processes are recognised).
 
@@ -104,10 +113,12 @@ class JobNetwork:
         JobNetworkUnavailable: on entry, when the network cannot be made (the reason says why).
     """
 
-    def __init__(self, hosts: tuple[str, ...], ports: tuple[int, ...] = (), marker: str = "") -> None:
+    def __init__(self, hosts: tuple[str, ...], endpoints: tuple[tuple[str, int], ...] = (),
+                 marker: str = "") -> None:
         self.hosts = hosts
-        self.ports = ports
+        self.endpoints = endpoints
         self.marker = marker
+        self._relays = threading.BoundedSemaphore(RELAYS_PER_HOST * max(1, len(hosts)))
         self._proc: subprocess.Popen | None = None
         self._listeners: list[socket.socket] = []
         self._members: dict[str, HostNetwork] = {}
@@ -137,14 +148,14 @@ class JobNetwork:
         try:
             argv = ["setpriv", "--pdeathsig", "KILL", "unshare", "--user", "--map-root-user", "--net", "--",
                     sys.executable, "-I", "-S", str(SWITCH), find_ip() or "ip", str(theirs.fileno()),
-                    ",".join(str(p) for p in self.ports), str(MTU), str(SUBNET_BITS), *by_name.values()]
+                    encode_endpoints(self.endpoints), str(MTU), str(SUBNET_BITS), *by_name.values()]
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), JOB_MARKER_VARIABLE: self.marker}
             self._proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, pass_fds=(theirs.fileno(),),
                                           start_new_session=True)
             theirs.close()
             pids = self._wait_ready()
-            if self.ports:
+            if self.endpoints:
                 self._take_listeners(ours)
         finally:
             ours.close()
@@ -170,17 +181,17 @@ class JobNetwork:
     def _take_listeners(self, channel: socket.socket) -> None:
         channel.settimeout(START_TIMEOUT)
         for _ in self.hosts:
-            _, fds, _, _ = socket.recv_fds(channel, 64, len(self.ports))
-            if len(fds) != len(self.ports):
+            _, fds, _, _ = socket.recv_fds(channel, 64, len(self.endpoints))
+            if len(fds) != len(self.endpoints):
                 for fd in fds:
                     os.close(fd)
                 raise JobNetworkUnavailable("a host's relay sockets did not arrive")
-            for fd, port in zip(fds, self.ports):
+            for fd, endpoint in zip(fds, self.endpoints):
                 os.set_inheritable(fd, False)  # received descriptors are inheritable: no other child gets one
                 listener = socket.socket(fileno=fd)
                 self._listeners.append(listener)
-                threading.Thread(target=_accept, args=(listener, port), name=f"smlocal-jobnet-{port}",
-                                 daemon=True).start()
+                threading.Thread(target=_accept, args=(listener, endpoint, self._relays),
+                                 name=f"smlocal-jobnet-{endpoint[1]}", daemon=True).start()
 
     def close(self) -> None:
         """Ends the network: the relays stop accepting, the switch and its holders are killed."""
@@ -217,26 +228,37 @@ def _reason(stderr: str) -> str:
     return text
 
 
-def _accept(listener: socket.socket, port: int) -> None:
+def _accept(listener: socket.socket, endpoint: tuple[str, int], relays: threading.BoundedSemaphore) -> None:
     while True:
         try:
             conn, _ = listener.accept()
         except OSError:  # closed: the job has ended
             return
-        threading.Thread(target=_relay, args=(conn, port), name="smlocal-jobnet-relay", daemon=True).start()
+        if not relays.acquire(blocking=False):  # the network's share is in use: this one is refused
+            conn.close()
+            continue
+        try:
+            threading.Thread(target=_relay, args=(conn, endpoint, relays), name="smlocal-jobnet-relay",
+                             daemon=True).start()
+        except RuntimeError:  # no thread to be had
+            conn.close()
+            relays.release()
 
 
-def _relay(conn: socket.socket, port: int) -> None:
+def _relay(conn: socket.socket, endpoint: tuple[str, int], relays: threading.BoundedSemaphore) -> None:
     try:
-        upstream = socket.create_connection(("127.0.0.1", port))
-    except OSError:
-        conn.close()
-        return
-    try:
-        splice(conn, upstream)
+        try:
+            upstream = socket.create_connection(endpoint)
+        except OSError:
+            conn.close()
+            return
+        try:
+            splice(conn, upstream)
+        finally:
+            conn.close()
+            upstream.close()
     finally:
-        conn.close()
-        upstream.close()
+        relays.release()
 
 
 def splice(a: socket.socket, b: socket.socket) -> None:

@@ -1,16 +1,17 @@
 """The switch of a job network: a bridge in a namespace of its own, one network namespace per host.
 
 Started by :class:`smlocal.runtime.backends.jobnet.JobNetwork` as ``unshare --user --map-root-user
---net -- python -I -S jobnet_switch.py IP CHANNEL_FD PORTS MTU PREFIX_BITS ADDRESS...``: it is root of
+--net -- python -I -S jobnet_switch.py IP CHANNEL_FD ENDPOINTS MTU PREFIX_BITS ADDRESS...``: it is root of
 a user namespace the user running smlocal owns (no privilege on the machine needed) with a network
 namespace holding only the bridge ``br0``. For each address it forks a *holder*, which makes a
 network namespace of its own (owned by the same user namespace), and joins it to the bridge by a
 veth pair (``hN`` on the bridge, ``eth0`` in the host's namespace; one ``ip -batch``). Each holder
-then brings ``lo`` and ``eth0`` up with its address, opens a listening TCP socket on
-``127.0.0.1:PORT`` of its namespace for each of ``PORTS`` (comma-separated, may be empty: smlocal's
-ports the job reaches on its loopback) and hands them to smlocal over the ``CHANNEL_FD`` socket
-(``SOCK_SEQPACKET``, one message per host: its 1-based index, the sockets as ``SCM_RIGHTS``); smlocal
-accepts on them and relays each connection to its own loopback.
+then brings ``lo`` and ``eth0`` up with its address, opens a listening TCP socket on each
+``ADDRESS:PORT`` of ``ENDPOINTS`` in its namespace (:func:`parse_endpoints`; may be empty: smlocal's
+loopback endpoints) and hands them to smlocal over the ``CHANNEL_FD`` socket (``SOCK_SEQPACKET``,
+one message per host: its 1-based index, the sockets as ``SCM_RIGHTS``), then closes its end of
+that socket; smlocal accepts on them and relays each connection to the same endpoint of its own
+loopback.
 
 When every host is ready it prints ``ready SWITCH_PID HOLDER_PID...`` (process ids of the machine:
 no PID namespace here) and waits for its standard input to close; the host sandboxes join
@@ -63,8 +64,17 @@ def _configure(address: str, prefix_bits: int) -> None:
         _up(sock, "eth0")
 
 
-def _hold(parent: int, index: int, address: str, prefix_bits: int, ports: list[int], channel: socket.socket,
-          ready_w: int, go_r: int) -> int:
+def parse_endpoints(text: str) -> list[tuple[str, int]]:
+    """``ADDRESS:PORT,...`` (:func:`smlocal.runtime.backends.jobnet_plan.encode_endpoints`) as pairs."""
+    found = []
+    for item in filter(None, text.split(",")):
+        address, _, port = item.rpartition(":")
+        found.append((address, int(port)))
+    return found
+
+
+def _hold(parent: int, index: int, address: str, prefix_bits: int, endpoints: list[tuple[str, int]],
+          channel: socket.socket, ready_w: int, go_r: int) -> int:
     """A holder: its own network namespace, configured once the switch says go; then it waits."""
     _libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
@@ -76,14 +86,15 @@ def _hold(parent: int, index: int, address: str, prefix_bits: int, ports: list[i
         return 1
     _configure(address, prefix_bits)
     listeners = []
-    for port in ports:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.bind(("127.0.0.1", port))
+    for host, port in endpoints:
+        listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((host, port))
         listener.listen(128)
         listeners.append(listener)
     if listeners:
         channel.sendmsg([str(index).encode()],
                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [s.fileno() for s in listeners]))])
+    channel.close()  # its sockets are smlocal's now: the holder keeps nothing of the channel
     for listener in listeners:
         listener.close()
     os.write(ready_w, b"c")
@@ -107,8 +118,8 @@ def _run_ip(ip: str, batch: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    ip, channel_fd, ports_text, mtu, prefix_bits, *addresses = argv[1:]
-    ports = [int(p) for p in ports_text.split(",") if p]
+    ip, channel_fd, endpoints_text, mtu, prefix_bits, *addresses = argv[1:]
+    endpoints = parse_endpoints(endpoints_text)
     channel = socket.socket(fileno=int(channel_fd))
     me = os.getpid()
     holders: list[tuple[int, int, int]] = []  # (pid, ready read end, go write end)
@@ -123,7 +134,7 @@ def main(argv: list[str]) -> int:
             os.close(ready_r)
             os.close(go_w)
             try:
-                code = _hold(me, index, address, int(prefix_bits), ports, channel, ready_w, go_r)
+                code = _hold(me, index, address, int(prefix_bits), endpoints, channel, ready_w, go_r)
             except (OSError, SwitchError) as exc:
                 os.write(2, f"smlocal job network: host {index}: {exc}\n".encode())
                 code = 1

@@ -17,7 +17,8 @@ Each job runs under ``unshare --user --mount --pid --fork --kill-child --mount-p
   a host mount is refused in a user namespace, and one that holds its own upper layer cannot show
   it: those folders are rebuilt one level at a time, each of their entries its own overlay.)
 * a private ``/tmp`` (a folder in the scratch, on disk), ``/dev/shm`` (tmpfs) and ``/dev`` (only
-  ``null zero full random urandom tty``, a fresh ``devpts``); ``/sys`` and ``/proc/sys``,
+  ``null zero full random urandom tty``, a fresh ``devpts``, and for a host given GPUs their
+  NVIDIA device nodes: :func:`gpu_device_nodes`); ``/sys`` and ``/proc/sys``,
   ``/proc/sysrq-trigger``... read-only;
 * empty read-only folders over the smlocal data dir (every job's folder, the state store) and the
   servers' runtime dir, and over the credentials of the user running smlocal,
@@ -58,12 +59,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Collection, Iterator, Sequence
 
 from smlocal.auth import runtime_dir
 from smlocal.runtime.backends.base import JOB_MARKER_VARIABLE, OutputSink, RunControl, RunResult, RunSpec, SandboxPolicy
 from smlocal.runtime.backends.jobnet import HostNetwork, JobNetwork
-from smlocal.runtime.backends.jobnet_plan import needs_network, relayed_ports
+from smlocal.runtime.backends.jobnet_plan import needs_network
 from smlocal.runtime.logs import MAX_EVENT_BYTES
 
 _log = logging.getLogger(__name__)
@@ -95,6 +96,8 @@ CREDENTIAL_PATHS = ("~/.aws", "~/.ssh", "~/.gnupg", "~/.docker", "~/.kube", "~/.
                     "~/.huggingface/token", "~/.cache/huggingface/token", "~/.npmrc", "~/.pgpass", "~/.my.cnf",
                     "~/.netrc", "~/.pypirc", "~/.git-credentials", "~/.bash_history", "~/.zsh_history",
                     "~/.python_history", "/etc/ssh", "/etc/shadow", "/etc/gshadow")
+#: The NVIDIA driver's nodes a CUDA program opens besides its GPUs' (those this machine has).
+NVIDIA_CONTROL_DEVICES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
 COPY_LIMIT = 1 << 20  # a file beside the folders rebuilt entry by entry: copied up to this size, else read-only
 _SKIPPED_FSTYPES = frozenset({"autofs", "nsfs", "binfmt_misc"})
 
@@ -207,7 +210,7 @@ def sandbox_plan(spec: RunSpec, policy: SandboxPolicy, host: HostFacts, *, softw
        a file of at most :data:`COPY_LIMIT` bytes) or ``robind`` (a read-only bind: a larger file,
        a host mount of a file, a read-only host mount);
     2. ``pivot`` (the host's root stays reachable to the plan's sources until the end), ``proc``,
-       ``sys``, ``dev``, ``cover /dev/shm``;
+       ``sys``, ``dev``, ``device`` (the host's GPUs' nodes, :func:`gpu_device_nodes`), ``cover /dev/shm``;
     3. the job's ``/tmp`` (a bind of the scratch's ``tmp``); ``layer`` of the folders its
        programs live in when they lie under ``/tmp`` (a virtualenv or a checkout: the command,
        ``PATH``, ``PYTHONPATH``, ``VIRTUAL_ENV``, ``software``); ``cover`` of the hidden folders
@@ -230,8 +233,9 @@ def sandbox_plan(spec: RunSpec, policy: SandboxPolicy, host: HostFacts, *, softw
     hidden_real = [host.realpath(p) for p in hidden_all]
     layers = _Layers()
     steps = _root_steps(scratch, hidden_real, host, layers)
-    steps += [["pivot"], ["proc"], ["sys"], ["dev"], ["cover", "/dev/shm"], ["cover", "/run"],
-              ["bind", f"{scratch}/tmp", "/tmp", False]]
+    steps += [["pivot"], ["proc"], ["sys"], ["dev"]]
+    steps += [["device", path] for path in gpu_device_nodes(spec.gpus, _dev_names(host) if spec.gpus else ())]
+    steps += [["cover", "/dev/shm"], ["cover", "/run"], ["bind", f"{scratch}/tmp", "/tmp", False]]
     programs = _program_dirs(spec, software)
     kept = [d for d in programs if any(_inside(d, p) and d != p for p in PRIVATE_DIRS)]
     kept = [d for d in kept if not any(_inside(d, o) and d != o for o in kept)]  # outermost only
@@ -252,6 +256,28 @@ def sandbox_plan(spec: RunSpec, policy: SandboxPolicy, host: HostFacts, *, softw
     return {"scratch": scratch, "steps": steps, "seal": hidden + covers,
             "loopback": spec.network_isolation and not networked, "workdir": spec.workdir,
             "hostname": spec.hostname if networked else None}
+
+
+def gpu_device_nodes(gpus: Sequence[str], present: Collection[str]) -> list[str]:
+    """The ``/dev`` nodes of this machine a host given the GPUs ``gpus`` sees in its sandbox (pure).
+
+    The driver's control nodes (:data:`NVIDIA_CONTROL_DEVICES`) and ``/dev/nvidiaN`` for each GPU,
+    those of them in ``present`` (the names in this machine's ``/dev``); none without GPUs.
+    ``gpus`` are nvidia-smi's indices (:func:`smlocal.runtime.gpus.machine_gpus`), taken as the
+    nodes' minor numbers: on a typical machine both follow the PCI bus order (the driver's
+    ``/proc/driver/nvidia/gpus/*/information`` gives each GPU's "Device Minor" where they differ).
+    """
+    if not gpus:
+        return []
+    wanted = [*NVIDIA_CONTROL_DEVICES, *(f"nvidia{index}" for index in gpus)]
+    return [f"/dev/{name}" for name in dict.fromkeys(wanted) if name in present]
+
+
+def _dev_names(host: HostFacts) -> list[str]:
+    try:
+        return host.listdir("/dev")
+    except OSError:
+        return []
 
 
 class _Layers:
@@ -427,8 +453,9 @@ class ProcessBackend:
         if not specs or not needs_network(hosts, self._policy.job_network):
             yield specs
             return
-        ports = () if specs[0].network_isolation else relayed_ports(specs[0].env)
-        with JobNetwork(hosts, ports, marker=specs[0].env.get(JOB_MARKER_VARIABLE, "")) as network:
+        # smlocal's own endpoints (the policy's), never the job's environment: its request fills that
+        endpoints = () if specs[0].network_isolation else self._policy.relayed_endpoints
+        with JobNetwork(hosts, endpoints, marker=specs[0].env.get(JOB_MARKER_VARIABLE, "")) as network:
             yield [dataclasses.replace(spec, network=network.host(spec.hostname)) for spec in specs]
 
     def _argv(self, spec: RunSpec) -> list[str]:
@@ -467,6 +494,8 @@ class ProcessBackend:
         env[PLAN_VARIABLE] = encode_plan(plan)
         if "TMPDIR" in env:
             env["TMPDIR"] = "/tmp"  # the host's temp dir is not there: the job has a private /tmp
+        if spec.gpus:  # only its GPUs' nodes are there: CUDA numbers those from 0, as in a container
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(spec.gpus)))
         proc = subprocess.Popen(
             self._argv(spec),
             env=env,

@@ -18,7 +18,8 @@ environment variable ``SMLOCAL_SANDBOX_PLAN`` (removed before the job starts) ho
   until the last step, then detached;
 * after it, in the job's root: ``proc`` (the namespace's ``/proc`` moved in, ``/proc/sys``,
   ``/proc/sysrq-trigger``... read-only), ``sys`` (the host's ``/sys``, read-only), ``dev`` (a tmpfs
-  with the harmless devices and a fresh ``devpts``), ``cover PATH`` (an empty tmpfs), ``blank
+  with the harmless devices and a fresh ``devpts``), ``device PATH`` (the host's device node at
+  ``PATH``, a GPU's), ``cover PATH`` (an empty tmpfs), ``blank
   PATH`` (``/dev/null`` over a file, read-only), ``bind SOURCE TARGET ro|rw``, ``layer`` again;
 * ``seal``: covers remounted read-only once the binds inside them are in place;
 * ``loopback``: bring ``lo`` up (network isolation: a namespace with only a loopback device);
@@ -55,7 +56,7 @@ FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 PROC_READ_ONLY = ("sys", "sysrq-trigger", "bus", "fs", "irq")
 ARITY = {"root": 0, "dir": 1, "link": 2, "copy": 1, "layer": 3, "robind": 2, "pivot": 0, "proc": 0, "sys": 0, "dev": 0,
-         "cover": 1, "blank": 1, "bind": 3}
+         "device": 1, "cover": 1, "blank": 1, "bind": 3}
 SOURCED = ("layer", "robind", "bind")  # steps whose field 1 is a host path opened before the first step
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -231,6 +232,10 @@ class _View:
         for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                              ("stderr", "/proc/self/fd/2")):
             os.symlink(target, "/dev/" + name)
+
+    def _device(self, _i, path) -> None:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+        _mount(OLD_ROOT + path, path, None, MS_BIND)
 
     def _cover(self, _i, path) -> None:
         os.makedirs(path, exist_ok=True)

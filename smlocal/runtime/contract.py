@@ -257,6 +257,12 @@ def host_instance_types(resources: Mapping[str, Any], hosts: Sequence[str]) -> l
     return [None if by_host.get(h) == "local" else by_host.get(h) for h in hosts]
 
 
+def host_instance_groups(resources: Mapping[str, Any], hosts: Sequence[str]) -> list[str]:
+    """Each host's instance group name (``homogeneousCluster`` without InstanceGroups), in ``hosts`` order."""
+    by_host = {h: g["instance_group_name"] for g in _instance_groups(resources, hosts) for h in g["hosts"]}
+    return [by_host.get(h, HOMOGENEOUS_GROUP) for h in hosts]
+
+
 def _channel_config(channel: Mapping[str, Any], default_mode: str) -> dict[str, str]:
     """One channel's inputdataconfig.json entry (FastFile is written as File)."""
     s3 = channel.get("DataSource", {}).get("S3DataSource") or {}

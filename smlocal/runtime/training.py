@@ -57,7 +57,15 @@ class JobFailure(Exception):
     """A failure before or after the user's process; the message is the FailureReason."""
 
 
-def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control: RunControl) -> TrainingOutcome:
+class TrainingReporter(Reporter, Protocol):
+    """A :class:`Reporter` whose log has a stream per host: ``log(line)`` is algo-1's (smlocal's
+    own lines), ``log(line, host=...)`` that host's."""
+
+    def log(self, line: str, host: str = "algo-1") -> None: ...
+
+
+def run_training_job(job: dict, ctx: RuntimeContext, reporter: TrainingReporter,
+                     control: RunControl) -> TrainingOutcome:
     name = job["TrainingJobName"]
     metrics: MetricCollector | None = None  # built once the image is known
     outcome = TrainingOutcome(status="Failed", secondary="Failed")
@@ -91,23 +99,26 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
         opt_ml = folders[0]
 
         reporter.secondary("Downloading", "Downloading input data")
+        groups = contract.host_instance_groups(job.get("ResourceConfig") or {}, hosts)
         for index, folder in enumerate(folders):
-            _stage_channels(job, folder, ctx, reporter, host=(index, len(folders)))
+            _stage_channels(job, folder, ctx, reporter, host=index, groups=groups)
         launch = launcher.launch(job, runtime, folders, layouts, reporter, params)
 
         reporter.secondary("Training", "Training image download completed. Training in progress.")
         outcome.started_at = time.time()
 
-        def sink(line: str) -> None:
-            metrics.feed(line)
-            reporter.log(line)
+        def sink_for(host: str) -> Callable[[str], None]:
+            def sink(line: str) -> None:
+                metrics.feed(line)  # every host's lines, as before (whether AWS reads only algo-1's is unknown)
+                reporter.log(line, host=host)
+            return sink
 
         specs = [RunSpec(
             command=launch.commands.get(host, launch.command),
             # a container gets its GPUs as devices; a local process by CUDA_VISIBLE_DEVICES
             env={**_environment(ctx, runtime, host_layout.env, launch.env, launch.python, name),
                  **({} if backend.runs_images else gpu.environment())},
-            gpus=gpu.devices if backend.runs_images else (),
+            gpus=gpu.devices,  # a container's devices; the process sandbox shows their nodes
             opt_ml=folder,
             workdir=launch.workdir,
             network_isolation=bool(job.get("EnableNetworkIsolation")),
@@ -120,8 +131,8 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: Reporter, control
             job=job_marker("training", name),
         ) for host, folder, host_layout, gpu in zip(hosts, folders, layouts, gpu_plans)]
         remaining = _remaining_runtime(job)
-        # every host's output goes to the job's log stream (one stream)
-        results, _ = run_hosts(backend, specs, [sink] * len(specs), control, remaining)
+        # each host's output goes to its own log stream (<job>/algo-N-<epoch>), as on AWS
+        results, _ = run_hosts(backend, specs, [sink_for(host) for host in hosts], control, remaining)
         outcome.ended_at = time.time()
         failing = next((i for i, r in enumerate(results) if r.failure or (
             r.exit_code != 0 and not (r.stopped or r.timed_out))), None)
@@ -420,11 +431,20 @@ def _materialize(opt_ml: Path, layout: contract.JobLayout) -> None:
         target.write_text(text)
 
 
-def _stage_channels(job: dict, opt_ml: Path, ctx: RuntimeContext, reporter: Reporter,
-                    host: tuple[int, int] = (0, 1)) -> None:
-    """Stages every channel into ``opt_ml`` for ``host`` (index, count): its shard under ShardedByS3Key."""
+def _stage_channels(job: dict, opt_ml: Path, ctx: RuntimeContext, reporter: Reporter, *,
+                    host: int = 0, groups: list[str] | None = None) -> None:
+    """Stages into ``opt_ml`` the channels of host ``host`` (its 0-based index in host order);
+    ``groups`` is every host's instance group, in host order (default: one host).
+
+    A channel whose S3DataSource names InstanceGroupNames goes only to the hosts of those groups;
+    under ShardedByS3Key its objects are dealt among the hosts that get it."""
+    groups = groups or [contract.HOMOGENEOUS_GROUP]
     for channel in job.get("InputDataConfig") or []:
         name = channel["ChannelName"]
+        named = ((channel.get("DataSource") or {}).get("S3DataSource") or {}).get("InstanceGroupNames")
+        takers = [i for i, group in enumerate(groups) if not named or group in named]
+        if host not in takers:  # its instance group does not get the channel
+            continue
         mode = channel.get("InputMode") or job["AlgorithmSpecification"].get("TrainingInputMode", "File")
         if mode != "File":
             reporter.log(f"smlocal: channel '{name}' asks for {mode} mode; staging it as File mode "
@@ -434,7 +454,7 @@ def _stage_channels(job: dict, opt_ml: Path, ctx: RuntimeContext, reporter: Repo
         if not s3:
             raise JobFailure(f"ClientError: channel '{name}': only S3DataSource is supported by smlocal")
         ctx.stager.download_source(s3.get("S3DataType", "S3Prefix"), s3["S3Uri"], opt_ml / "input" / "data" / name,
-                                   shard=channel_shard(s3, *host))
+                                   shard=channel_shard(s3, takers.index(host), len(takers)))
 
 
 def _fetch_code(submit_directory: str, code_dir: Path, ctx: RuntimeContext) -> None:

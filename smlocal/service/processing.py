@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
 from typing import Any
 
 from smlocal.errors import ResourceInUse, ValidationError
 from smlocal.runtime import contract
 from smlocal.runtime.backends.base import RunControl
-from smlocal.runtime.job import log_stream_name
-from smlocal.runtime.logs import LogStreamWriter
 from smlocal.runtime.processing import KIND as RUNTIME_KIND
 from smlocal.runtime.processing import ProcessingOutcome, run_processing_job
 from smlocal.service.common import now
+from smlocal.service.host_logs import HostLogStreams
 from smlocal.service.job_family import SHUTDOWN_REASON, JobFamily
 from smlocal.service.store import Store
 
@@ -116,29 +114,17 @@ class _Reporter:
     def __init__(self, store: Store, name: str, logs_client, journal=None):
         self._store = store
         self._name = name
-        self._client = logs_client
-        self._journal = journal
-        self._writers: dict[str, LogStreamWriter] = {}
-        self._lock = threading.Lock()
+        self._streams = HostLogStreams(logs_client, LOG_GROUP, name, journal=journal)
 
     def started(self) -> None:
         stamp = now()
         self._store.update(KIND, self._name, lambda d: d.update(ProcessingStartTime=stamp, LastModifiedTime=stamp))
 
     def log(self, host: str, line: str) -> None:
-        with self._lock:
-            writer = self._writers.get(host)
-            if writer is None:
-                writer = self._writers[host] = LogStreamWriter(self._client, LOG_GROUP,
-                                                               log_stream_name(self._name, host),
-                                                               journal=self._journal)
-        writer.write(line)
+        self._streams.write(host, line)
 
     def close(self) -> None:
-        with self._lock:
-            writers, self._writers = list(self._writers.values()), {}
-        for writer in writers:
-            writer.close()
+        self._streams.close()
 
 
 def _fill_defaults(doc: dict[str, Any]) -> None:

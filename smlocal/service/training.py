@@ -9,10 +9,10 @@ from typing import Any
 
 from smlocal.errors import ResourceInUse, ValidationError, not_found
 from smlocal.runtime.backends.base import RunControl
-from smlocal.runtime.job import log_stream_name
-from smlocal.runtime.logs import LogStreamWriter
 from smlocal.runtime.training import run_training_job
 from smlocal.service.common import now
+from smlocal.service.experiments import METRIC_SUMMARIES
+from smlocal.service.host_logs import HostLogStreams
 from smlocal.service.job_family import SHUTDOWN_REASON, JobFamily
 from smlocal.service.store import Store
 
@@ -89,16 +89,18 @@ class TrainingJobs(JobFamily):
         if control.stop.is_set():
             self._finish(name, "Stopped", "Stopped", None, None, [], None, None)
             return
-        writer = LogStreamWriter(self._runtime.logs_client, LOG_GROUP, log_stream_name(name),
-                                 journal=self._runtime.log_journal)
-        reporter = _Reporter(self._store, name, writer)
+        streams = HostLogStreams(self._runtime.logs_client, LOG_GROUP, name, journal=self._runtime.log_journal)
+        streams.open("algo-1")  # the job's first stream exists from its start; the others when their host logs
+        reporter = _Reporter(self._store, name, streams)
         try:
             outcome = run_training_job(job, self._runtime, reporter, control)
         finally:
-            writer.close()
+            streams.close()
         if self._stopped_by_shutdown(name, outcome.status):
             outcome.status = outcome.secondary = "Failed"
             outcome.failure_reason = SHUTDOWN_REASON
+        if outcome.metric_summaries:  # before the job ends: its trial component shows them once it has
+            self._store.put(METRIC_SUMMARIES, job["TrainingJobName"], {"Metrics": outcome.metric_summaries})
         self._finish(name, outcome.status, outcome.secondary, outcome.failure_reason,
                      outcome.model_artifacts, outcome.metrics, outcome.started_at, outcome.ended_at)
 
@@ -137,10 +139,13 @@ class TrainingJobs(JobFamily):
 
 
 class _Reporter:
-    def __init__(self, store: Store, name: str, writer: LogStreamWriter):
+    """A training job's :class:`~smlocal.runtime.training.TrainingReporter`: status in the store,
+    each host's lines in its own stream (``<job>/algo-N-<epoch>``)."""
+
+    def __init__(self, store: Store, name: str, streams: HostLogStreams):
         self._store = store
         self._name = name
-        self._writer = writer
+        self._streams = streams
 
     def secondary(self, status: str, message: str) -> None:
         stamp = now()
@@ -155,8 +160,8 @@ class _Reporter:
 
         self._store.update(KIND, self._name, change)
 
-    def log(self, line: str) -> None:
-        self._writer.write(line)
+    def log(self, line: str, host: str = "algo-1") -> None:
+        self._streams.write(host, line)
 
 
 def _close_transition(doc: dict, stamp: float) -> None:
@@ -177,3 +182,35 @@ def _check_request(request: dict[str, Any]) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValidationError(f"Channel names must be unique. Duplicate channel names: {duplicates}")
+    _check_channel_groups(request)
+
+
+def _check_channel_groups(request: dict[str, Any]) -> None:
+    """Heterogeneous clusters: ResourceConfig has InstanceGroups or InstanceType/InstanceCount, not both;
+    all channels name instance groups (S3DataSource.InstanceGroupNames) or none does; each named group
+    is one of ResourceConfig.InstanceGroups.
+
+    AWS's wording of the first two: "InstanceType or InstanceCount cannot be specified with
+    InstanceGroups" (quoted in sagemaker-python-sdk PR #5564) and "Some channels have assigned instance
+    groups: [test, train] while others not: [sm_drivers, code]" (sagemaker-python-sdk issues #5225,
+    #6089: the all-or-nothing rule). The unknown-group message is smlocal's own.
+    """
+    resources = request.get("ResourceConfig") or {}
+    if resources.get("InstanceGroups") and ("InstanceType" in resources or "InstanceCount" in resources):
+        raise ValidationError("InstanceType or InstanceCount cannot be specified with InstanceGroups")
+    channels = request.get("InputDataConfig") or []
+    named = {c["ChannelName"]: ((c.get("DataSource") or {}).get("S3DataSource") or {}).get("InstanceGroupNames")
+             for c in channels}
+    assigned = [name for name, groups in named.items() if groups]
+    if not assigned:
+        return
+    others = [name for name, groups in named.items() if not groups]
+    if others:
+        raise ValidationError(f"Some channels have assigned instance groups: [{', '.join(assigned)}] while others not: "
+                              f"[{', '.join(others)}]")
+    known = [g.get("InstanceGroupName") for g in (request.get("ResourceConfig") or {}).get("InstanceGroups") or []]
+    for name in assigned:
+        unknown = [group for group in named[name] if group not in known]
+        if unknown:
+            raise ValidationError(f"Channel {name}: the instance groups {unknown} in InstanceGroupNames are not "
+                                  f"instance groups of the job (ResourceConfig.InstanceGroups: {known}).")

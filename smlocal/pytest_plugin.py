@@ -176,22 +176,14 @@ class SmlocalHandle:
 
     def job_log(self, group: str, name: str, tail: int = LOG_TAIL_LINES) -> str:
         """The last ``tail`` lines of a job's log streams (``<name>/...``) in ``group``."""
+        from smlocal.runtime.logs import job_log_streams, read_log_stream
+
         logs = self.client("logs")
         lines: list[str] = []
         try:
-            streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{name}/")["logStreams"]
-            for stream in streams:
-                token = None
-                while True:
-                    kwargs = {"logGroupName": group, "logStreamName": stream["logStreamName"],
-                              "startFromHead": True}
-                    if token:
-                        kwargs["nextToken"] = token
-                    page = logs.get_log_events(**kwargs)
-                    lines += [event["message"] for event in page["events"]]
-                    if not page["events"] or page.get("nextForwardToken") in (None, token):
-                        break
-                    token = page["nextForwardToken"]
+            for stream in job_log_streams(logs, group, name):
+                events, _ = read_log_stream(logs, group, stream["logStreamName"])
+                lines += [event["message"] for event in events]
         except Exception as exc:  # noqa: BLE001 - the report must still be written
             return f"(could not read {group} logs for {name}: {exc})"
         if len(lines) > tail:

@@ -31,7 +31,7 @@ from smlocal.auth import (CLIENT_ACCESS_KEY, CLIENT_SECRET_KEY, accepted_keys, c
                           container_key_pair, container_keys, remove_server_record, s3_credentials, server_record_path, write_server_record)
 from smlocal.config import DEFAULT_ROLE_NAME, Settings
 from smlocal.service.store import DataDirLock, Store
-from smlocal.gateway import boundary
+from smlocal.gateway import boundary, console
 from smlocal.gateway.app import Gateway
 from smlocal.gateway.s3proxy import S3Proxy
 from smlocal.gateway.wire import framing_problem, framing_refusal, request_timeout
@@ -118,6 +118,7 @@ class Emulator:
         self.store: Store | None = None
         self.scheduler: JobScheduler | None = None
         self.admin_token = _admin_token()  # what admin calls carry; see boundary.check_admin
+        self.console_token = secrets.token_urlsafe(32)  # what the console's calls carry (never admin calls)
         self.record_path: Path | None = None
         self._lock: DataDirLock | None = None
         self._container_server = None  # the listener on the engine's bridge (Docker backend)
@@ -145,7 +146,7 @@ class Emulator:
                                    admin={"health": self._health, "reset": self.reset,
                                           "reset-all": self.reset_all},
                                    policy=self.boundary_policy(), admin_token=self.admin_token,
-                                   keys=accepted_keys(self.settings))
+                                   keys=accepted_keys(self.settings), console_token=self.console_token)
             self._proxy_s3()
             self._server = make_server(self.settings.host, self.settings.port, self.gateway, threaded=True,
                                        request_handler=_Handler)
@@ -192,6 +193,7 @@ class Emulator:
             log_journal=self.log_journal,
         )
         self.runtime = runtime
+        self.gateway.console.readers = console.Readers(s3=runtime.stager.s3, logs=runtime.logs_client)
         self.scheduler = JobScheduler(settings.max_parallel_jobs)
         self.families = self._families(runtime)
         # containers' requests are verified: they do not come from loopback (every family is wired now)
@@ -314,7 +316,7 @@ class Emulator:
         try:
             self.record_path = write_server_record(self.port, {
                 "endpoint": self.endpoint, "port": self.port, "pid": os.getpid(), "host": self.settings.host,
-                "adminToken": self.admin_token})
+                "adminToken": self.admin_token, "consoleToken": self.console_token})
         except OSError as exc:  # the server still works; clients then need SMLOCAL_ADMIN_TOKEN
             log.warning("could not write the server record %s: %s", server_record_path(self.port), exc)
 
@@ -357,6 +359,11 @@ class Emulator:
     @property
     def port(self) -> int:
         return self._server.server_address[1]
+
+    @property
+    def console_url(self) -> str:
+        """The URL that opens this server's console (with its token in the fragment beyond loopback)."""
+        return console.console_url(self.endpoint, self.console_token, not self.gateway.policy.require_signature)
 
     @property
     def endpoint(self) -> str:

@@ -1,11 +1,15 @@
 """The gateway WSGI application.
 
 First the boundary (:mod:`smlocal.gateway.boundary`): Host and Origin checks, CORS preflights of
-allowed Origins, the admin token, and SigV4 verification when bound beyond loopback. Then routing, in order:
+allowed Origins, the admin token, and SigV4 verification when bound beyond loopback. Every answer outside the
+console carries ``Content-Security-Policy: sandbox`` (an S3 object holding HTML must not run as the
+console's origin). Then routing, in order:
 
 1. ``X-Amz-Target: SageMaker.<Op>`` (JSON 1.1) → the smlocal SageMaker service;
-2. ``POST /endpoints/<name>/invocations`` → the SageMaker runtime (real-time endpoints);
-3. ``/_smlocal/...`` → smlocal's own admin calls (health, reset);
+2. ``POST /endpoints/<name>/invocations`` → the SageMaker runtime (real-time endpoints); ``PUT
+   /BatchPutMetrics`` and ``POST /BatchGetMetrics`` → the SageMaker Metrics service (REST-JSON);
+3. ``/_smlocal/console/...`` → the console (:mod:`smlocal.gateway.console`), checked before any admin or
+   signature rule; ``/_smlocal/...`` → smlocal's own admin calls (health, reset);
 4. STS ``GetCallerIdentity`` from smlocal's client credentials → the execution role's identity;
 5. S3, when smlocal runs the durable store (:attr:`Gateway.s3_proxy`) → the store, re-signed
    (:mod:`smlocal.gateway.s3proxy`);
@@ -30,7 +34,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 
 from smlocal.auth import credential_scope_service, verify_sigv4
 from smlocal.errors import NotImplementedBySmlocal, ServiceError, UnknownOperation
-from smlocal.gateway import boundary, s3proxy
+from smlocal.gateway import boundary, console, console_graph, console_jobs, s3proxy
 from smlocal.gateway.boundary import BoundaryPolicy
 from smlocal.service.validation import validate_input
 from smlocal.gateway.wire import (MAX_CONTROL_PLANE_BODY, SerializationError, BodyTooLarge, moto_serves_target,
@@ -42,6 +46,8 @@ _INVOKE = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<kind>invocations|async-in
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 _INVOKE_OPERATIONS = {"invocations": "InvokeEndpoint", "async-invocations": "InvokeEndpointAsync",
                       "invocations-response-stream": "InvokeEndpointWithResponseStream"}
+# the SageMaker Metrics service (botocore "sagemaker-metrics", REST-JSON, signed for "sagemaker")
+_METRICS = {("PUT", "/BatchPutMetrics"): "BatchPutMetrics", ("POST", "/BatchGetMetrics"): "BatchGetMetrics"}
 
 StartResponse = Callable[..., Any]
 RuntimeHandler = Callable[[str, dict[str, Any], bytes], tuple[int, dict[str, str], bytes]]
@@ -52,15 +58,17 @@ class Gateway:
 
     def __init__(self, service, identity_arn: str, account_id: str, admin: dict[str, Callable[[], dict]] | None = None,
                  policy: BoundaryPolicy | None = None, admin_token: str | None = None,
-                 keys: Mapping[str, str] | None = None):
+                 keys: Mapping[str, str] | None = None, console_token: str | None = None):
         """``policy``: who may call (default: a loopback server's); ``admin_token``: the secret admin calls
         carry (None: no state-changing admin call is accepted); ``keys``: access key → secret of the
-        key pairs signatures are verified against when the policy requires signatures."""
+        key pairs signatures are verified against when the policy requires signatures; ``console_token``:
+        the secret the console's calls carry (None: the console's API and calls are refused)."""
         self.service = service
         self.runtime: RuntimeHandler | None = None
         self.s3_proxy: Callable[..., Iterable[bytes]] | None = None  # an s3proxy.S3Proxy (durable store)
         self._model = botocore.session.get_session().get_service_model("sagemaker")
         self._operations = set(self._model.operation_names)
+        self._metrics_model = botocore.session.get_session().get_service_model("sagemaker-metrics")
         self._moto = DomainDispatcherApplication(create_backend_app)
         self._identity_arn = identity_arn
         self._account_id = account_id
@@ -68,6 +76,7 @@ class Gateway:
         self.policy = policy or BoundaryPolicy()
         self._admin_token = admin_token
         self._keys = dict(keys or {})
+        self.console = console.Console(service, console_token, _console_handlers())
         runtime_model = botocore.session.get_session().get_service_model("sagemaker-runtime")
         # a body member's max from the model; older botocore models have no Body for InvokeEndpointAsync
         # (it takes an S3 InputLocation there): InvokeEndpoint's limit applies to whatever is sent
@@ -77,10 +86,33 @@ class Gateway:
         self._invoke_limits = {kind: shape.metadata.get("max", default) if shape is not None else default
                                for kind, shape in limits.items()}
 
+    @property
+    def console_token(self) -> str | None:
+        """The secret the console's calls carry (the console's own)."""
+        return self.console.token
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """The boundary (Host, Origin, admin token, signature; see :mod:`smlocal.gateway.boundary`), then routing."""
+        path = environ.get("PATH_INFO", "")
+        if boundary.is_console_path(path):
+            return self._console(environ, start_response)
+        return self._serve(environ, _sandboxed(start_response))
+
+    def _console(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """The console: Host, Origin and Sec-Fetch-Site rules apply; its API checks the console token itself.
+        index.html carries the token only where no signature is required (loopback; never on the
+        containers' listener)."""
         policy = self.policy
-        refusal = boundary.check_host(environ, policy) or boundary.check_origin(environ, policy)
+        own = boundary.request_origin(environ) in boundary.own_origins(environ)  # module scripts send Origin
+        refusal = (boundary.check_host(environ, policy) or (None if own else boundary.check_origin(environ, policy))
+                   or _cross_site_console(environ, policy))
+        if refusal is not None:
+            return _refuse(start_response, refusal, "json")
+        return self.console(environ, start_response, embed_token=not policy.require_signature)
+
+    def _serve(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        policy = self.policy
+        refusal = boundary.check_host(environ, policy) or boundary.check_origin(environ, policy, self.console_token)
         if refusal is not None:
             return _refuse(start_response, refusal, "json")
         allowed_origin = boundary.origin_allowed(environ, policy)
@@ -110,7 +142,7 @@ class Gateway:
         raw_path, query = boundary.raw_path_and_query(environ)
         scope = credential_scope_service(headers, query)
         protocol = boundary.protocol_of(environ, scope)
-        if not boundary.needs_signature(environ, self.policy):
+        if not boundary.needs_signature(environ, self.policy, self.console_token):
             refusal = boundary.check_fetch_site(environ, self.policy)
             return None if refusal is None else (refusal, protocol)
         if scope and scope != "sagemaker" and self._answers_sagemaker(environ, scope):
@@ -133,6 +165,8 @@ class Gateway:
         if _is_sagemaker_target(target):
             return self._sagemaker(target, environ, start_response)
         if self._answers_sagemaker(environ):
+            if (environ.get("REQUEST_METHOD"), path) in _METRICS:
+                return self._metrics(_METRICS[environ["REQUEST_METHOD"], path], environ, start_response)
             return self._invoke(_INVOKE.match(path)["name"], environ, start_response)
         if path.startswith("/_smlocal/"):
             return self._admin_call(path[len("/_smlocal/"):], start_response)
@@ -167,11 +201,13 @@ class Gateway:
         """Whether smlocal's SageMaker answers this request (control plane or runtime), not S3 or moto.
 
         ``POST /endpoints/<name>/invocations`` signed for S3 (``scope``, read from the request when
-        None) is an S3 call on a bucket named ``endpoints`` (e.g. CompleteMultipartUpload).
+        None) is an S3 call on a bucket named ``endpoints`` (e.g. CompleteMultipartUpload); so is
+        ``PUT /BatchPutMetrics`` (a bucket of that name) signed for S3.
         """
         if _is_sagemaker_target(environ.get("HTTP_X_AMZ_TARGET", "")):
             return True
-        if environ.get("REQUEST_METHOD") != "POST" or not _INVOKE.match(environ.get("PATH_INFO", "")):
+        method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
+        if not (method == "POST" and _INVOKE.match(path)) and (method, path) not in _METRICS:
             return False
         if scope is None:
             scope = credential_scope_service(boundary.wsgi_headers(environ), environ.get("QUERY_STRING", ""))
@@ -198,6 +234,25 @@ class Gateway:
             return _json(start_response, 500, {"__type": "InternalFailure",
                                                "message": f"smlocal internal error in {operation}: {exc}"},
                          request_id, error_type="InternalFailure")
+
+    # ---- SageMaker Metrics (REST-JSON: the error's code in x-amzn-ErrorType)
+    def _metrics(self, operation: str, environ, start_response) -> Iterable[bytes]:
+        request_id = str(uuid.uuid4())
+        try:
+            params = parse_json_object(_read_body(environ))
+            validate_input(self._metrics_model.operation_model(operation), params)
+            status, payload, error = 200, self.service.call(operation, params), None
+        except ServiceError as exc:
+            status, payload, error = exc.status, {"__type": exc.code, "message": exc.message}, exc.code
+        except Exception as exc:  # noqa: BLE001 - never a stack trace to the client
+            log.exception("SageMaker Metrics %s failed", operation)
+            status, payload, error = 500, {"__type": "InternalFailure", "message": f"smlocal internal error in "
+                                           f"{operation}: {exc}"}, "InternalFailure"
+        data = json.dumps(payload, separators=(",", ":")).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data))),
+                   ("x-amzn-RequestId", request_id)] + ([("x-amzn-ErrorType", error)] if error else [])
+        start_response(boundary.status_line(status), headers)
+        return [data]
 
     # ---- SageMaker runtime
     def _invoke(self, name: str, environ, start_response) -> Iterable[bytes]:
@@ -250,6 +305,26 @@ class Gateway:
         ).encode()
         start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(xml)))])
         return [xml]
+
+
+def _console_handlers() -> dict[str, console.Handler]:
+    """The console API of every console module."""
+    return {**console_graph.HANDLERS, **console_jobs.HANDLERS}
+
+
+def _sandboxed(start_response: StartResponse) -> StartResponse:
+    """``start_response`` adding ``Content-Security-Policy: sandbox`` (outside the console, no answer runs as a page)."""
+    def sandboxed_start_response(status, headers, exc_info=None):
+        return start_response(status, list(headers) + [console.SANDBOX_HEADER], exc_info)
+
+    return sandboxed_start_response
+
+
+def _cross_site_console(environ, policy: BoundaryPolicy) -> boundary.Refusal | None:
+    """Another site's page may link to the console (a top-level navigation) but not load its files or API."""
+    if environ.get("HTTP_SEC_FETCH_MODE", "").lower() == "navigate" and environ.get("HTTP_SEC_FETCH_DEST", "document").lower() == "document":
+        return None
+    return boundary.check_fetch_site(environ, policy)
 
 
 def _is_sagemaker_target(target: str) -> bool:

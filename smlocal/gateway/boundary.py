@@ -16,6 +16,14 @@ body to hash it, calling the verifier in :mod:`smlocal.auth`) and sends what is 
 * Admin calls (``/_smlocal/*`` except ``health``, and moto's ``/moto-api/*``) need the per-server
   ``X-Smlocal-Admin-Token``; state-changing ones are POST only.
 * Bound beyond loopback, every other request must carry a valid SigV4 signature.
+* The console (``/_smlocal/console/``) is no admin call. A browser request whose Origin is the server's
+  own (``scheme://Host``, the Host having passed its check) is accepted only with this server's console
+  token header (``X-Smlocal-Console-Token``, not the admin token), and only for what the console's
+  pages call (:func:`console_operation`): SageMaker reads (``Describe*``, ``List*``), the writes
+  StopPipelineExecution, RetryPipelineExecution and UpdateModelPackage, and InvokeEndpoint. Such a
+  request needs no signature; every other rule still applies to it. No S3, IAM, STS, Logs (or any other
+  moto) request, and no admin call, is ever a console call: those keep needing a signature (beyond
+  loopback) and stay refused with the server's Origin.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from smlocal.auth import is_loopback
 ADMIN_PREFIX = "/_smlocal/"
 MOTO_API_PREFIX = "/moto-api"
 ADMIN_TOKEN_HEADER = "X-Smlocal-Admin-Token"
+CONSOLE_PREFIX = "/_smlocal/console/"
+CONSOLE_TOKEN_HEADER = "X-Smlocal-Console-Token"
 READ_ONLY_ADMIN = frozenset({"health"})
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 CORS_METHODS = "GET, HEAD, PUT, POST, DELETE"
@@ -44,6 +54,11 @@ CORS_EXPOSE = ("ETag, x-amz-request-id, x-amz-id-2, x-amz-version-id, x-amz-dele
                "x-amzn-RequestId, x-amzn-ErrorType, x-amz-checksum-crc32, x-amz-checksum-crc32c")
 CORS_MAX_AGE = "600"
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+CONSOLE_WRITES = frozenset({"StopPipelineExecution", "RetryPipelineExecution", "UpdateModelPackage"})
+"""The SageMaker operations that change state which the console's pages call (its stop, retry and
+approve/reject buttons); every other console call is a read."""
+_CONSOLE_READ = re.compile(r"^(Describe|List)[A-Za-z]+$")
+_CONSOLE_INVOKE = re.compile(r"^/endpoints/[^/]+/invocations$")
 _HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
 
 
@@ -117,10 +132,10 @@ def origin_allowed(environ: dict[str, Any], policy: BoundaryPolicy) -> bool:
     return origin is not None and origin != "null" and origin in policy.allowed_origins
 
 
-def check_origin(environ: dict[str, Any], policy: BoundaryPolicy) -> Refusal | None:
-    """Refuses a request carrying an Origin that is not allow-listed."""
+def check_origin(environ: dict[str, Any], policy: BoundaryPolicy, console_token: str | None = None) -> Refusal | None:
+    """Refuses a request carrying an Origin that is not allow-listed (nor the console's, see :func:`console_call`)."""
     origin = request_origin(environ)
-    if origin is None or origin_allowed(environ, policy):
+    if origin is None or origin_allowed(environ, policy) or console_call(environ, console_token):
         return None
     return Refusal(403, "AccessDeniedException",
                    f"Requests from the browser origin {environ.get('HTTP_ORIGIN')!r} are not allowed; start smlocal "
@@ -165,6 +180,55 @@ def cors_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
 def without_cors(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """``headers`` without any ``Access-Control-*`` (what moto's permissive CORS adds)."""
     return [(name, value) for name, value in headers if not name.lower().startswith("access-control-")]
+
+
+# ---- the console
+def is_console_path(path: str) -> bool:
+    return path == CONSOLE_PREFIX.rstrip("/") or path.startswith(CONSOLE_PREFIX)
+
+
+def console_token_valid(environ: dict[str, Any], token: str | None) -> bool:
+    """Whether the request carries this server's console token (``token``; None accepts nothing)."""
+    presented = environ.get("HTTP_X_SMLOCAL_CONSOLE_TOKEN", "")
+    return bool(token and presented and hmac.compare_digest(presented.encode(), token.encode()))
+
+
+def own_origins(environ: dict[str, Any]) -> set[str]:
+    """The Origins a page served by this request's Host has (``scheme://host[:port]``, with and without
+    the scheme's default port); empty without a Host."""
+    host = environ.get("HTTP_HOST", "").strip().lower()
+    if not host:
+        return set()
+    scheme = environ.get("wsgi.url_scheme", "http")
+    default = {"http": ":80", "https": ":443"}.get(scheme, "")
+    origins = {f"{scheme}://{host}"}
+    if default and host.endswith(default):
+        origins.add(f"{scheme}://{host[:-len(default)]}")
+    return origins
+
+
+def console_operation(environ: dict[str, Any]) -> bool:
+    """Whether the request is one the console's pages make (see the module docstring): a POST of
+    ``X-Amz-Target: SageMaker.<Describe*|List*|one of CONSOLE_WRITES>``, or ``POST
+    /endpoints/<name>/invocations``, carrying no credential (an unverified Authorization header or
+    presigned query would decide where the request is routed)."""
+    if environ.get("REQUEST_METHOD") != "POST" or environ.get("HTTP_AUTHORIZATION") is not None:
+        return False
+    if "x-amz-credential=" in environ.get("QUERY_STRING", "").lower():
+        return False
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target is not None:
+        service, _, operation = target.partition(".")
+        return service == "SageMaker" and bool(_CONSOLE_READ.match(operation) or operation in CONSOLE_WRITES)
+    return bool(_CONSOLE_INVOKE.match(environ.get("PATH_INFO", "")))
+
+
+def console_call(environ: dict[str, Any], token: str | None) -> bool:
+    """Whether this is the console's own call: the server's own Origin, its valid console token and one of
+    the operations the console makes (:func:`console_operation`)."""
+    origin = request_origin(environ)
+    return bool(origin and origin in own_origins(environ) and console_token_valid(environ, token)
+                and console_operation(environ))
 
 
 # ---- Host (DNS rebinding)
@@ -229,6 +293,8 @@ def _is_ip_literal(name: str) -> bool:
 
 # ---- admin calls
 def is_admin_path(path: str) -> bool:
+    if is_console_path(path):
+        return False
     return path.startswith(ADMIN_PREFIX) or path == MOTO_API_PREFIX or path.startswith(MOTO_API_PREFIX + "/")
 
 
@@ -263,9 +329,12 @@ _SIGNATURE_CODES = {  # kind → (status, JSON code, query code, S3 code)
 }
 
 
-def needs_signature(environ: dict[str, Any], policy: BoundaryPolicy) -> bool:
-    """Whether this request must carry a verified signature (admin calls carry the admin token)."""
+def needs_signature(environ: dict[str, Any], policy: BoundaryPolicy, console_token: str | None = None) -> bool:
+    """Whether this request must carry a verified signature (admin calls carry the admin token, the
+    console's own calls its console token)."""
     if not policy.require_signature or is_admin_path(environ.get("PATH_INFO", "")):
+        return False
+    if console_call(environ, console_token):
         return False
     return not (is_preflight(environ) and origin_allowed(environ, policy))
 

@@ -497,6 +497,12 @@ def branch_owner(definition: PipelineDefinition) -> dict[str, tuple[str, str]]:
     return owners
 
 
+def branch_taken(outcome: object) -> str:
+    """The branch (``"if"`` or ``"else"``) a Condition step with ``outcome`` takes: ``IfSteps`` only when
+    its conditions all held (``Outcome`` True), ``ElseSteps`` otherwise."""
+    return "if" if outcome is True else "else"
+
+
 def _check_acyclic(definition: PipelineDefinition) -> None:
     try:
         graph = dependencies(definition, include_branch_owner=True)

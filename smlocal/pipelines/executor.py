@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Mapping, Protocol
 
-from smlocal.pipelines.definition import PipelineDefinition, StepDefinition, branch_owner, dependencies
+from smlocal.pipelines.definition import PipelineDefinition, StepDefinition, branch_owner, branch_taken, dependencies
 from smlocal.pipelines.expressions import EvaluationContext, ExpressionError, evaluate, resolve_path, parse_path
 from smlocal.pipelines.steps import (
     CACHEABLE_KEYS,
@@ -234,9 +234,7 @@ class ExecutionRun:
                 waiting = True
                 continue
             if owner and dep == owner[0]:
-                outcome = self.properties.get(dep, {}).get("Outcome")
-                taken = "if" if outcome is True else "else"
-                if taken != owner[1]:
+                if branch_taken(self.properties.get(dep, {}).get("Outcome")) != owner[1]:
                     return "skip"
         if waiting:
             return "wait"

@@ -128,3 +128,55 @@ def ensure_log_stream(client, group: str, stream: str) -> None:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
                 raise
+
+
+def job_log_streams(client, group: str, job_name: str) -> list[dict]:
+    """A job's log streams (``<job_name>/...`` in ``group``, every DescribeLogStreams page), by name.
+
+    Args:
+        client: a boto3 CloudWatch Logs client.
+        group: the job kind's log group (``/aws/sagemaker/TrainingJobs`` ...).
+        job_name: the job's name.
+
+    Returns:
+        DescribeLogStreams' ``logStreams`` entries, sorted by name; empty when the group does not exist
+        (no job of that kind has logged yet).
+    """
+    streams: list[dict] = []
+    token = None
+    try:
+        while True:
+            page = client.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{job_name}/",
+                                               **({"nextToken": token} if token else {}))
+            streams += page.get("logStreams", [])
+            token = page.get("nextToken")
+            if not token:
+                break
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return []
+        raise
+    return sorted(streams, key=lambda stream: stream["logStreamName"])
+
+
+def read_log_stream(client, group: str, stream: str, token: str | None = None,
+                    max_pages: int | None = None) -> tuple[list[dict], str | None]:
+    """A stream's events from ``token`` (the head when None) forward, GetLogEvents page after page until
+    one brings nothing new (or ``max_pages`` pages were read).
+
+    Returns:
+        The events (GetLogEvents' shape) and the forward token to continue from.
+    """
+    events: list[dict] = []
+    pages = 0
+    while max_pages is None or pages < max_pages:
+        page = client.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True,
+                                     **({"nextToken": token} if token else {}))
+        pages += 1
+        events += page.get("events", [])
+        forward = page.get("nextForwardToken")
+        if not page.get("events") or forward in (None, token):
+            token = forward or token
+            break
+        token = forward
+    return events, token

@@ -11,6 +11,13 @@ trial = execution id) gets its experiment and trial created when an execution st
 the execution runs is associated with that trial. A hyperparameter tuning job gets the experiment
 ``<tuning job>-aws-tuning-job`` with one trial per training job (``<training job>-aws-training-job``)
 holding that job's component.
+
+``sagemaker.experiments.Run`` works on components it creates itself (``<experiment>-<run>``, tagged
+``sagemaker:trial-component-source=run``): UpdateTrialComponent keeps what it logs (parameters,
+artifacts, status, times), the Metrics service (:mod:`smlocal.service.experiment_metrics`) its
+``log_metric`` values, summarised in the component's ``Metrics``; ``Search`` over
+``ExperimentTrialComponent`` (:mod:`smlocal.service.search`) answers ``list_runs``, ``load_run`` and
+``ExperimentAnalytics``.
 """
 
 from __future__ import annotations
@@ -18,13 +25,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from smlocal.errors import ResourceNotFound, ServiceError, ValidationError
-from smlocal.service.common import Account, list_page, naming, now, pick
+from smlocal.errors import NotImplementedBySmlocal, ResourceNotFound, ServiceError, ValidationError
+from smlocal.service import search
+from smlocal.service.common import Account, _offset, _token, list_page, naming, now, pick
+from smlocal.service.experiment_metrics import ExperimentMetrics
 from smlocal.service.store import Store
+from smlocal.service.tags import KIND as TAGS
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT, TRIAL, COMPONENT = "Experiment", "Trial", "TrialComponent"
+# a training job's metric statistics over its whole log (written by the training service as the job ends)
+METRIC_SUMMARIES = "TrainingJobMetricSummary"
 _SOURCE_TYPES = {"training-job": "SageMakerTrainingJob", "processing-job": "SageMakerProcessingJob",
                  "transform-job": "SageMakerTransformJob"}
 # Create operation -> (component kind, request key of the job name, response key of its ARN)
@@ -35,6 +47,8 @@ _CREATES = {"CreateTrainingJob": ("training-job", "TrainingJobName", "TrainingJo
 _JOBS = {"training-job": ("TrainingJob", "TrainingJobStatus", "TrainingStartTime", "TrainingEndTime"),
          "processing-job": ("ProcessingJob", "ProcessingJobStatus", "ProcessingStartTime", "ProcessingEndTime"),
          "transform-job": ("TransformJob", "TransformJobStatus", "TransformStartTime", "TransformEndTime")}
+# UpdateTrialComponent's limits on the component's maps (the botocore model's max of each request map)
+_MAP_LIMITS = {"Parameters": 300, "InputArtifacts": 60, "OutputArtifacts": 60}
 
 
 class Experiments:
@@ -43,6 +57,7 @@ class Experiments:
     def __init__(self, store: Store, account: Account):
         self._store = store
         self._account = account
+        self.metrics = ExperimentMetrics(store, self._component, self._name_of_arn)
 
     def operations(self) -> dict:
         return {
@@ -53,6 +68,8 @@ class Experiments:
             "CreateTrialComponent": self.create_component, "DescribeTrialComponent": self.describe_component,
             "ListTrialComponents": self.list_components, "DeleteTrialComponent": self.delete_component,
             "AssociateTrialComponent": self.associate, "DisassociateTrialComponent": self.disassociate,
+            "UpdateTrialComponent": self.update_component, "Search": self.search,
+            **self.metrics.operations(),  # the SageMaker Metrics service (routed by the gateway)
         }  # fmt: skip
 
     def recover(self) -> int:
@@ -123,7 +140,27 @@ class Experiments:
         job = self._store.get(store_kind, job_name)
         if job is None:
             return doc
-        return {**doc, **job_component_fields(job, status_key, start_key, end_key)}
+        summaries = self._store.get(METRIC_SUMMARIES, job_name) if kind == "training-job" else None
+        fields = job_component_fields(job, status_key, start_key, end_key, (summaries or {}).get("Metrics"))
+        for key in _MAP_LIMITS:  # what UpdateTrialComponent added beside the job's own
+            if doc.get(key) and key in fields:
+                fields[key] = {**doc[key], **fields[key]}
+        return {**doc, **fields}
+
+    def _full(self, doc: dict) -> dict:
+        """The component as Describe shows it: the job's fields and the metrics logged to it."""
+        doc = self._live(doc)
+        logged = self.metrics.summaries(doc["TrialComponentName"], doc["TrialComponentArn"])
+        if logged:
+            names = {m["MetricName"] for m in logged}
+            doc["Metrics"] = [m for m in doc.get("Metrics") or [] if m["MetricName"] not in names] + logged
+        return doc
+
+    def _name_of_arn(self, arn: str) -> str | None:
+        """The name of the existing trial component whose ARN is ``arn``, else None."""
+        name = naming(COMPONENT).name_of(arn)
+        doc = self._store.get(COMPONENT, name) if name != arn else None
+        return doc["TrialComponentName"] if doc and doc["TrialComponentArn"] == arn else None
 
     # ---- experiments
     def create_experiment(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +247,7 @@ class Experiments:
         return self._get(COMPONENT, naming(COMPONENT).name_of(value), "TrialComponent")  # a name or its ARN
 
     def describe_component(self, request: dict[str, Any]) -> dict[str, Any]:
-        return _public(self._live(self._component(request["TrialComponentName"])))
+        return _public(self._full(self._component(request["TrialComponentName"])))
 
     def list_components(self, request: dict[str, Any]) -> dict[str, Any]:
         items = [self._live(c) for c in self._store.all(COMPONENT)]
@@ -238,7 +275,70 @@ class Experiments:
         if doc.get("_Trials"):
             raise ValidationError("Trial component must not be associated with any trials when deleting it.")
         self._store.delete(COMPONENT, doc["TrialComponentName"])
+        self.metrics.forget(doc["TrialComponentName"])
         return {"TrialComponentArn": doc["TrialComponentArn"]}
+
+    def update_component(self, request: dict[str, Any]) -> dict[str, Any]:
+        """UpdateTrialComponent: each map member adds or replaces keys, its ``...ToRemove`` list removes keys."""
+        doc = self._component(request["TrialComponentName"])
+        maps = {}
+        for key, limit in _MAP_LIMITS.items():
+            merged = {**(doc.get(key) or {}), **(request.get(key) or {})}
+            for gone in request.get(f"{key}ToRemove") or []:
+                merged.pop(gone, None)
+            if len(merged) > limit:
+                raise ValidationError(f"The trial component {doc['TrialComponentName']} would have {len(merged)} "
+                                      f"{key}; the maximum is {limit}.")
+            maps[key] = merged
+        start, end = request.get("StartTime", doc.get("StartTime")), request.get("EndTime", doc.get("EndTime"))
+        if start is not None and end is not None and end < start:
+            raise ValidationError("The EndTime of a trial component must not be before its StartTime.")
+
+        def change(d: dict) -> None:
+            for key in ("DisplayName", "Status", "StartTime", "EndTime"):
+                if request.get(key) is not None:
+                    d[key] = request[key]
+            for key, merged in maps.items():
+                if merged or key in d:
+                    d[key] = merged
+            d["LastModifiedTime"] = now()
+
+        self._store.update(COMPONENT, doc["TrialComponentName"], change)
+        return {"TrialComponentArn": doc["TrialComponentArn"]}
+
+    # ---- Search (Resource=ExperimentTrialComponent)
+    def search(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Search over trial components: each ``TrialComponent`` record with its Parents and Tags."""
+        resource = request["Resource"]
+        if resource != "ExperimentTrialComponent":
+            raise NotImplementedBySmlocal(f"Search (Resource {resource}; smlocal searches ExperimentTrialComponent)")
+        expression = request.get("SearchExpression")
+        if expression is not None:
+            search.check_expression(expression)
+        start = _offset(request.get("NextToken"))
+        found = [r for r in self._search_records() if search.matches(r, expression)]
+        found = search.sort_records(found, request.get("SortBy"), request.get("SortOrder"))
+        size = request.get("MaxResults") or 10
+        result: dict[str, Any] = {"Results": [{"TrialComponent": r} for r in found[start:start + size]],
+                                  "TotalHits": {"Value": len(found), "Relation": "EqualTo"}}
+        if start + size < len(found):
+            result["NextToken"] = _token(start + size)
+        return result
+
+    def _search_records(self) -> list[dict[str, Any]]:
+        experiment_of = {t["TrialName"]: t["ExperimentName"] for t in self._store.all(TRIAL)}
+        records = []
+        for doc in self._store.all(COMPONENT):
+            record = _public(self._full(doc))
+            for key in _MAP_LIMITS:  # AWS's records carry each map, empty or not (ExperimentAnalytics relies on it)
+                record.setdefault(key, {})
+            record["Parents"] = [{"TrialName": t, "ExperimentName": experiment_of[t]}
+                                 for t in doc.get("_Trials", []) if t in experiment_of]
+            tags = (self._store.get(TAGS, record["TrialComponentArn"]) or {}).get("Tags")
+            if tags:
+                record["Tags"] = tags
+            records.append(record)
+        return records
 
     def associate(self, request: dict[str, Any]) -> dict[str, Any]:
         component = self._component(request["TrialComponentName"])
@@ -268,8 +368,16 @@ class Experiments:
 _ARN_KIND = {EXPERIMENT: "experiment", TRIAL: "experiment-trial", COMPONENT: "experiment-trial-component"}
 
 
-def job_component_fields(job: dict, status_key: str, start_key: str, end_key: str) -> dict:
-    """The trial component members AWS derives from a job's description (pure)."""
+def job_component_fields(job: dict, status_key: str, start_key: str, end_key: str,
+                         metric_summaries: list[dict] | None = None) -> dict:
+    """The trial component members AWS derives from a job's description (pure).
+
+    Args:
+        job: The job's description.
+        status_key, start_key, end_key: Its status and start / end time members.
+        metric_summaries: A training job's statistics of each metric over its whole log
+            (``MetricCollector.summaries``); without them each metric is its final value alone.
+    """
     fields: dict[str, Any] = {}
     status = {"PrimaryStatus": job[status_key]}
     if job.get("FailureReason"):
@@ -281,11 +389,11 @@ def job_component_fields(job: dict, status_key: str, start_key: str, end_key: st
         fields["EndTime"] = job[end_key]
     fields["LastModifiedTime"] = job.get("LastModifiedTime") or job.get("CreationTime")
     if "TrainingJobArn" in job:
-        fields.update(_training_fields(job))
+        fields.update(_training_fields(job, metric_summaries))
     return fields
 
 
-def _training_fields(job: dict) -> dict:
+def _training_fields(job: dict, summaries: list[dict] | None) -> dict:
     parameters: dict[str, dict] = {}
     for key, value in (job.get("HyperParameters") or {}).items():
         parameters[key] = _parameter(value)
@@ -305,9 +413,12 @@ def _training_fields(job: dict) -> dict:
     model = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     if model:
         fields["OutputArtifacts"] = {"SageMaker.ModelArtifact": {"Value": model}}
-    metrics = [{"MetricName": m["MetricName"], "SourceArn": job["TrainingJobArn"], "TimeStamp": m["Timestamp"],
-                "Max": m["Value"], "Min": m["Value"], "Last": m["Value"], "Count": 1, "Avg": m["Value"], "StdDev": 0.0}
-               for m in job.get("FinalMetricDataList") or []]  # only the final value of each metric is kept
+    if summaries:  # AWS summarises every value the job logged (TrialComponentMetricSummary)
+        metrics = [{**s, "SourceArn": job["TrainingJobArn"]} for s in summaries]
+    else:  # a job that ended before smlocal kept statistics: its final values alone
+        metrics = [{"MetricName": m["MetricName"], "SourceArn": job["TrainingJobArn"], "TimeStamp": m["Timestamp"],
+                    "Max": m["Value"], "Min": m["Value"], "Last": m["Value"], "Count": 1, "Avg": m["Value"],
+                    "StdDev": 0.0} for m in job.get("FinalMetricDataList") or []]
     if metrics:
         fields["Metrics"] = metrics
     return fields

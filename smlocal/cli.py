@@ -12,13 +12,17 @@ import threading
 import time
 from pathlib import Path
 
+from rich.text import Text
+
 from smlocal import __version__
+from smlocal.cli_tables import print_table, render, status_text
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("SMLOCAL_LOG_LEVEL", "WARNING"),
+    level = "INFO" if getattr(args, "verbose", False) else os.environ.get("SMLOCAL_LOG_LEVEL", "WARNING")
+    logging.basicConfig(level=level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
@@ -43,15 +47,23 @@ def _parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("exec", help="run a command against smlocal (a running one, or embedded)")
     _server_flags(ex)
+    _verbose_flag(ex)
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     ex.set_defaults(func=cmd_exec)
 
     run = sub.add_parser("run", help="run a bundled workflow (abalone, sklearn-train, ...)")
     _server_flags(run)
+    _verbose_flag(run)
     run.add_argument("workflow")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", type=_name_value,
                      help="workflow parameter (repeatable)")
     run.set_defaults(func=cmd_run)
+
+    console = sub.add_parser("console", help="print the URL of the running emulator's browser console",
+                             description="Prints the console URL of the running smlocal (SMLOCAL_ENDPOINT, else "
+                                         "the default port); exit code 1 if none runs.")
+    console.add_argument("--open", action="store_true", help="also open it in the web browser")
+    console.set_defaults(func=cmd_console)
 
     jobs = sub.add_parser("jobs", help="list jobs of a running emulator")
     jobs.add_argument("--max", type=int, default=50)
@@ -111,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _verbose_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="show smlocal's and the libraries' log lines (botocore, the SageMaker SDK), "
+                             "quiet by default")
+
+
 def _name_value(text: str) -> tuple[str, str]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
@@ -153,6 +171,7 @@ def _flags(args) -> dict:
 
 
 def cmd_up(args) -> int:
+    from smlocal.cli_console import console_link
     from smlocal.config import load_settings
     from smlocal.s3store import DurableS3Store, S3StoreError
     from smlocal.server import Emulator
@@ -187,6 +206,7 @@ def cmd_up(args) -> int:
                 print(f"  export {key}={value}")
         print(f"  export PYTHONPATH={emulator.client_env()['PYTHONPATH']}   # SDK shims (see README)")
         print("or run a command with: smlocal exec -- COMMAND")
+        print(f"Console: {console_link(emulator.endpoint)}")
         print(f"Admin token (reset) in {emulator.record_path} (or set SMLOCAL_ADMIN_TOKEN for clients elsewhere)"
               if emulator.record_path else "Admin token: set SMLOCAL_ADMIN_TOKEN (no record file could be written)",
               flush=True)
@@ -201,6 +221,7 @@ def cmd_up(args) -> int:
 
 
 def cmd_exec(args) -> int:
+    from smlocal.cli_run import quiet_environment
     from smlocal.client import emulator_environment
 
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -209,17 +230,35 @@ def cmd_exec(args) -> int:
         return 2
     with emulator_environment(**_flags(args)) as env:
         try:
-            return subprocess.call(cmd, env={**os.environ, **env})
+            return subprocess.call(cmd, env={**os.environ, **env, **quiet_environment(args.verbose)})
         except FileNotFoundError:
             print(f"smlocal exec: command not found: {cmd[0]}", file=sys.stderr)
             return 127
 
 
 def cmd_run(args) -> int:
-    from smlocal.workflows import run_workflow
+    from smlocal.cli_run import run_workflow
+    from smlocal.workflows import WORKFLOWS, workflow_argv
 
-    params = dict(args.param)
-    return run_workflow(args.workflow, params, _flags(args))
+    argv = workflow_argv(args.workflow, dict(args.param))
+    if argv is None:
+        print(f"smlocal run: unknown workflow {args.workflow!r}; known: {', '.join(sorted(WORKFLOWS))}",
+              file=sys.stderr)
+        return 2
+    return run_workflow(args.workflow, argv, _flags(args), args.verbose)
+
+
+def cmd_console(args) -> int:
+    import webbrowser
+
+    from smlocal.cli_console import console_link
+
+    url = console_link(_running_endpoint())
+    print(url, flush=True)
+    if args.open and not webbrowser.open(url):
+        print("smlocal console: no web browser could be opened here; open the URL above", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _running_endpoint() -> str:
@@ -293,45 +332,38 @@ def cmd_promote(args) -> int:
 
 
 def cmd_jobs(args) -> int:
+    from smlocal.cli_run import failure_reason
     from smlocal.client import JOB_KINDS
 
     sm, _ = _connected_clients()
     jobs = []
     for kind in JOB_KINDS:
         for summary in getattr(sm, kind.list_call)(MaxResults=min(args.max, 100))[kind.summaries_key]:
-            detail = summary.get("SecondaryStatus") or summary.get("FailureReason", "")
+            detail = failure_reason(sm, kind, summary) or summary.get("SecondaryStatus") or ""
             jobs.append((summary["CreationTime"], kind.kind, summary[kind.name_key], summary[kind.status_key],
-                         detail.splitlines()[0][:80] if detail else ""))
+                         detail.splitlines()[0] if detail else ""))
     jobs.sort(key=lambda job: job[0], reverse=True)
-    rows = [(kind, name, status, detail, created.strftime("%Y-%m-%d %H:%M:%S"))
+    rows = [(kind, name, status, created.strftime("%Y-%m-%d %H:%M:%S"), detail)
             for created, kind, name, status, detail in jobs[:args.max]]
-    _table(("TYPE", "NAME", "STATUS", "DETAIL", "CREATED"), rows)
+    print_table(("TYPE", "NAME", "STATUS", "CREATED", "DETAIL"), rows, status_column=2, shrink_column=4)
     return 0
 
 
 def cmd_logs(args) -> int:
     from smlocal.client import JOB_KINDS, TERMINAL_JOB_STATUSES
+    from smlocal.runtime.logs import job_log_streams, read_log_stream
 
     sm, logs = _connected_clients()
     tokens: dict[tuple[str, str], str] = {}
     while True:
         found = False
         for kind in JOB_KINDS:
-            try:
-                streams = logs.describe_log_streams(logGroupName=kind.log_group,
-                                                    logStreamNamePrefix=args.job + "/")["logStreams"]
-            except logs.exceptions.ResourceNotFoundException:  # no job of this kind has logged yet
-                continue
-            for stream in streams:
+            for stream in job_log_streams(logs, kind.log_group, args.job):
                 found = True
                 key = (kind.log_group, stream["logStreamName"])
-                kwargs = {"logGroupName": key[0], "logStreamName": key[1], "startFromHead": True}
-                if key in tokens:
-                    kwargs["nextToken"] = tokens[key]
-                page = logs.get_log_events(**kwargs)
-                for event in page["events"]:
+                events, tokens[key] = read_log_stream(logs, *key, tokens.get(key))
+                for event in events:
                     print(event["message"], flush=True)
-                tokens[key] = page["nextForwardToken"]
         if not found and not args.follow:
             print(f"smlocal: no logs for job {args.job}", file=sys.stderr)
             return 1
@@ -367,39 +399,27 @@ def cmd_executions(args) -> int:
             rows.append((name, item["PipelineExecutionArn"].rsplit("/", 1)[-1], item["PipelineExecutionStatus"],
                          item["StartTime"].strftime("%Y-%m-%d %H:%M:%S"), item.get("PipelineExecutionDisplayName", ""),
                          item.get("PipelineExecutionFailureReason", "")))
-    _table(("PIPELINE", "EXECUTION", "STATUS", "STARTED", "DISPLAY NAME", "FAILURE"), rows)
+    print_table(("PIPELINE", "EXECUTION", "STATUS", "STARTED", "DISPLAY NAME", "FAILURE"), rows, status_column=2,
+                shrink_column=5)
     return 0
 
 
 def cmd_steps(args) -> int:
+    import datetime as dt
+
+    from smlocal.cli_progress import execution_rows
+    from smlocal.cli_run import execution_definition, execution_steps
+
     sm, _ = _connected_clients()
     execution = sm.describe_pipeline_execution(PipelineExecutionArn=args.execution_arn)
-    print(f"{execution['PipelineExecutionArn']}: {execution['PipelineExecutionStatus']}"
-          + (f" ({execution['FailureReason']})" if execution.get("FailureReason") else ""))
-    steps = [s for page in sm.get_paginator("list_pipeline_execution_steps").paginate(
-        PipelineExecutionArn=args.execution_arn, SortOrder="Ascending") for s in page["PipelineExecutionSteps"]]
-    rows = []
-    for step in steps:
-        seconds = f"{(step['EndTime'] - step['StartTime']).total_seconds():.1f}" if step.get("EndTime") else ""
-        rows.append((step["StepName"], step["StepStatus"], seconds, step.get("AttemptCount", ""), _step_detail(step)))
-    _table(("STEP", "STATUS", "SECONDS", "ATTEMPTS", "DETAIL"), rows)
+    render(Text.assemble(execution["PipelineExecutionArn"], ": ", status_text(execution["PipelineExecutionStatus"]),
+                         f" ({execution['FailureReason']})" if execution.get("FailureReason") else ""))
+    rows = execution_rows(args.execution_arn, execution_definition(sm, args.execution_arn),
+                          execution_steps(sm, args.execution_arn), dt.datetime.now(dt.timezone.utc))
+    print_table(("STEP", "STATUS", "SECONDS", "TYPE", "JOB", "DETAIL"),
+                [(row.name, row.status, "" if row.seconds is None else f"{row.seconds:.1f}", row.type, row.job,
+                  row.detail) for row in rows], status_column=1, shrink_column=5)
     return 0
-
-
-def _step_detail(step: dict) -> str:
-    if step.get("FailureReason"):
-        return step["FailureReason"]
-    details = []
-    if step.get("CacheHitResult"):
-        details.append(f"cache hit from {step['CacheHitResult']['SourcePipelineExecutionArn'].rsplit('/', 1)[-1]}")
-    for kind, value in (step.get("Metadata") or {}).items():
-        if kind == "Condition":
-            details.append(f"outcome {value.get('Outcome')}")
-        elif value.get("Arn"):
-            details.append(value["Arn"].split(":", 5)[-1])
-        elif kind == "Callback":
-            details.append(f"token {value.get('CallbackToken')}")
-    return "; ".join(details)
 
 
 def cmd_images(args) -> int:
@@ -422,17 +442,12 @@ def cmd_images(args) -> int:
                           for v in status.image.aws_versions)
                  + "".join(f" {repo}:{tag}" for repo, tag in status.image.legacy_tags))
                 for status in image_build.statuses(client)]
-        _table(("NAME", "LOCAL IMAGE", "STATUS", "ID", "SIZE", "SERVES (any region/account)"), rows)
+        print_table(("NAME", "LOCAL IMAGE", "STATUS", "ID", "SIZE", "SERVES (any region/account)"), rows,
+                    status_column=2, shrink_column=5)
         return 0
     except image_build.ImageBuildError as exc:
         print(f"smlocal images: {exc}", file=sys.stderr)
         return 1
-
-
-def _table(header: tuple[str, ...], rows: list[tuple]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
-    for row in (header, *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 if __name__ == "__main__":

@@ -25,6 +25,12 @@
    ``SimulatePrincipalPolicy`` before each training job; smlocal's IAM (moto) cannot answer it and
    smlocal enforces no IAM policy, so ``SAGEMAKER_VALIDATE_ROLE`` (the SDK's own switch) defaults to
    ``false`` here. A value the user set is kept.
+5. **Quiet library logs** (``SMLOCAL_QUIET=1``, which `smlocal exec` and `smlocal run` set unless
+   ``--verbose``): :func:`quiet_library_logs` drops the lines that exist only because the program
+   runs under smlocal (botocore's "Found endpoint ... via: environment_global", "Found credentials in
+   environment variables") with a filter on the logger that logs them, and sets the SDK's
+   ``sagemaker.config`` logger to WARNING through the SDK's documented switch. No other level, no
+   handler, the root logger and the program's own loggers are never touched.
 """
 
 from __future__ import annotations
@@ -300,8 +306,66 @@ class _PatchingLoader(importlib.abc.Loader):
             patch(module)
 
 
+# Quieting the noise changes no level, handler or propagation of botocore's or the program's loggers:
+# each noise line is dropped by a filter on the logger that logs it, so a program that sets ``botocore``
+# (or any logger) to DEBUG still gets every other line of it. The one level set is the SDK's own
+# ``sagemaker.config`` logger's, the switch the SDK documents for it.
+_CONFIG_LOGGER = "sagemaker.config"
+_ENDPOINT_FROM_ENV = ("environment_global", "environment_service")  # botocore's names of AWS_ENDPOINT_URL(_<SVC>)
+
+
+def is_smlocal_noise(record) -> bool:
+    """Whether a log record is a line that exists only because the program runs under smlocal.
+
+    Those are botocore's "Found endpoint for s3 via: environment_global." (once per client: smlocal
+    sets ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``), "Found credentials in environment variables."
+    (smlocal sets the keys) and SDK v2's "SageMaker Python SDK will collect telemetry ..." (untrue
+    here: shim 3 sends nothing). They show whenever the root logger is at INFO, which importing SDK v2
+    itself does (``logging.basicConfig`` in ``sagemaker.experiments._metrics``).
+    """
+    args = record.args if isinstance(record.args, tuple) else ()
+    if record.name == "botocore.configprovider":
+        return record.msg == "Found endpoint for %s via: %s." and len(args) == 2 and args[1] in _ENDPOINT_FROM_ENV
+    if record.name == "botocore.credentials":
+        return record.msg == "Found credentials in environment variables."
+    if record.name == "sagemaker.telemetry.telemetry_logging":
+        return str(record.msg).startswith("SageMaker Python SDK will collect telemetry")
+    return False
+
+
+NOISY_LOGGERS = ("botocore.configprovider", "botocore.credentials", "sagemaker.telemetry.telemetry_logging")
+"""The loggers that log the lines of :func:`is_smlocal_noise` (a logger's filters see only its own records)."""
+
+
+class _SmlocalNoiseFilter:
+    """A logging filter dropping the records :func:`is_smlocal_noise` names."""
+
+    def filter(self, record) -> bool:
+        return not is_smlocal_noise(record)
+
+
+def quiet_library_logs() -> None:
+    """Drops smlocal's noise lines (:func:`is_smlocal_noise`) and the SDK's ``sagemaker.config`` INFO lines.
+
+    The ``sagemaker.config`` logger has its own stdout handler and says "Not applying SDK defaults from
+    location: ..." at INFO on every run; its level is the SDK's documented switch: a level set before
+    the SDK first uses it is kept (``sagemaker.config.config_utils.get_sagemaker_config_logger``), so it
+    is set to WARNING here, before the program runs (the program may set it again). Nothing else about
+    the program's logging changes: no other level, handler or the root logger.
+    """
+    import logging
+
+    logging.getLogger(_CONFIG_LOGGER).setLevel(logging.WARNING)
+    for name in NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _SmlocalNoiseFilter) for f in logger.filters):
+            logger.addFilter(_SmlocalNoiseFilter())
+
+
 def install() -> None:
     """Activates the shims for this interpreter (idempotent); already-imported modules are patched now."""
+    if os.environ.get("SMLOCAL_QUIET") == "1":
+        quiet_library_logs()
     for name, patches in _PATCHES.items():
         if name in sys.modules:
             for patch in patches:

@@ -6,9 +6,11 @@ Each workflow is an ordinary SageMaker SDK v2 program (unchanged from what would
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 WORKFLOWS = {
@@ -23,18 +25,37 @@ PIPELINE_WORKFLOWS = {
 }
 
 
-def run_workflow(name: str, params: dict[str, str], flags: dict) -> int:
-    from smlocal.client import emulator_environment
-
+def workflow_argv(name: str, params: dict[str, str]) -> list[str] | None:
+    """The command that runs workflow ``name`` with ``params`` (None for an unknown name)."""
     module = WORKFLOWS.get(name)
     if module is None:
-        print(f"smlocal run: unknown workflow {name!r}; known: {', '.join(sorted(WORKFLOWS))}", file=sys.stderr)
-        return 2
-    with emulator_environment(**flags) as env:
-        argv = [sys.executable, "-m", module]
-        for key, value in params.items():
-            argv += ["--param", f"{key}={value}"]
-        return subprocess.call(argv, env={**os.environ, **env})
+        return None
+    argv = [sys.executable, "-m", module]
+    for key, value in params.items():
+        argv += ["--param", f"{key}={value}"]
+    return argv
+
+
+def configure_logging() -> None:
+    """The logging of smlocal's own workflow programs: WARNING, or INFO under ``SMLOCAL_VERBOSE=1``.
+
+    Importing the SageMaker SDK v2 runs ``logging.basicConfig(level=logging.INFO)`` (in
+    ``sagemaker.experiments._metrics``), which puts every library's INFO lines (botocore's "Found
+    endpoint for s3 via: environment_global." on each client, the SDK's "Created S3 bucket") on the
+    output. These programs are ours, so they replace that set-up with their own (``force=True``); a
+    user's program under `smlocal exec` keeps whatever it configures. Unless verbose, the SDK's
+    warnings about fields it pops out of every pipeline definition ("Popping out 'ProcessingJobName'
+    ...", "Running within a PipelineSession ...") are hidden too: they are expected for these
+    definitions and say nothing about the run. Every other warning and error still shows.
+    """
+    verbose = os.environ.get("SMLOCAL_VERBOSE") == "1"
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=logging.BASIC_FORMAT,
+                        force=True)
+    if verbose:
+        return
+    for name in ("sagemaker.workflow.utilities", "sagemaker.workflow._utils"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Running within a PipelineSession", category=UserWarning)
 
 
 def define_pipeline(name: str, env: dict[str, str], image_region: str) -> str:

@@ -2,8 +2,8 @@
 
 Preprocess (SKLearnProcessor) → train (built-in XGBoost) → evaluate (ScriptProcessor, property file
 ``EvaluationReport``) → if MSE ≤ MseThreshold: register the model, create it and batch-transform
-the batch data; else fail with a message. Prints a per-step table while the execution runs, then
-the evaluation report and the registered model package. Exits 0 when the execution succeeds.
+the batch data; else fail with a message. Waits for the execution (`smlocal run` shows its steps), then
+prints the evaluation report and the registered model package. Exits 0 when the execution succeeds.
 
 Pipeline parameters can be set with ``--param NAME=VALUE`` (e.g. ``--param MseThreshold=3.0``).
 """
@@ -38,6 +38,7 @@ from sagemaker.workflow.pipeline_context import PipelineSession
 from sagemaker.workflow.properties import PropertyFile
 from sagemaker.workflow.steps import ProcessingStep, TrainingStep, TransformStep
 
+from smlocal.workflows import configure_logging
 from smlocal.workflows.abalone import fixtures_dir
 
 PIPELINE_NAME = "AbalonePipeline"
@@ -153,33 +154,13 @@ def upload_data(session: sagemaker.Session, bucket: str, data_dir: Path) -> tupl
     return input_uri, batch_uri
 
 
-def wait_with_progress(execution, poll: float = 0.25) -> dict:
-    """Prints a per-step status table whenever it changes; returns the final description."""
-    started, shown = time.time(), None
+def wait_for_end(execution, poll: float = 0.25) -> dict:
+    """Waits for the execution to end; returns its final description (`smlocal run` shows the steps)."""
     while True:
         description = execution.describe()
-        steps = sorted(execution.list_steps(), key=lambda s: s["StartTime"])
-        rows = [(s["StepName"], s["StepStatus"], _seconds(s)) for s in steps]
-        snapshot = (description["PipelineExecutionStatus"], tuple(r[:2] for r in rows))
-        if snapshot != shown:
-            shown = snapshot
-            print(f"\n[{time.time() - started:6.1f}s] execution {description['PipelineExecutionStatus']}")
-            _table(("STEP", "STATUS", "SECONDS"), rows)
         if description["PipelineExecutionStatus"] in TERMINAL:
             return description
         time.sleep(poll)
-
-
-def _seconds(step: dict) -> str:
-    if step.get("EndTime") is None:
-        return ""
-    return f"{(step['EndTime'] - step['StartTime']).total_seconds():.1f}"
-
-
-def _table(header: tuple, rows: list) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    for row in (header, *rows):
-        print("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def report(execution, sm_client) -> None:
@@ -214,6 +195,7 @@ def main() -> int:
     parser.add_argument("--image-region", help="region of the image URIs (default: the session's)")
     args = parser.parse_args()
     params = dict(item.split("=", 1) for item in args.param)
+    configure_logging()
 
     session = sagemaker.Session()
     bucket = session.default_bucket()
@@ -229,7 +211,7 @@ def main() -> int:
         return 0
     execution = pipeline.start(parameters=params or None)
     print(f"Started {execution.arn}")
-    description = wait_with_progress(execution)
+    description = wait_for_end(execution)
     status = description["PipelineExecutionStatus"]
     print(f"\nPipeline execution {status}")
     if status != "Succeeded":

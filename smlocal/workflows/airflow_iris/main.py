@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from smlocal.workflows import configure_logging
 from smlocal.workflows.airflow_iris import DAG_FILE, airflow_environment, dags_dir
 
 
@@ -46,6 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--param", action="append", default=[])
     params = dict(p.split("=", 1) for p in parser.parse_args().param)
+    configure_logging()
     if importlib.util.find_spec("airflow") is None:
         print("smlocal run airflow-iris needs Airflow: pip install 'smlocal[airflow]'", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from smlocal.workflows import configure_logging
 from smlocal.workflows.kedro_spaceflights import project_dir
 
 OUTPUTS = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
@@ -62,6 +63,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--param", action="append", default=[])
     params = dict(p.split("=", 1) for p in parser.parse_args().param)
+    configure_logging()
     if importlib.util.find_spec("kedro") is None or importlib.util.find_spec("s3fs") is None:
         print("smlocal run kedro-spaceflights needs Kedro: pip install 'smlocal[kedro]'", file=sys.stderr)
         return 2

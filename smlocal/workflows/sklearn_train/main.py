@@ -18,11 +18,14 @@ import sagemaker
 from sagemaker.sklearn import SKLearn
 from sklearn.datasets import load_iris
 
+from smlocal.workflows import configure_logging
+
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--param", action="append", default=[])
     params = dict(p.split("=", 1) for p in parser.parse_args().param)
+    configure_logging()
 
     session = sagemaker.Session()
     bucket = session.default_bucket()

@@ -46,7 +46,8 @@ BASE_IMAGE_ENV = "SMLOCAL_BASE_IMAGE"
 PYTHON_VERSION = "3.11"  # the wheels' CPython; the base image must carry the same minor version
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "linux_x86_64")
 # published only as source: built on the host (same glibc family as the Debian base) as cp311 wheels
-SOURCE_ONLY = ("sagemaker-training", "inotify_simple")
+# (those an image's requirements name)
+SOURCE_ONLY = ("sagemaker-training", "inotify_simple", "sagemaker-pytorch-training")
 
 SMLOCAL_DIR = Path(smlocal.__file__).resolve().parent
 CONTAINERS_DIR = SMLOCAL_DIR.parent / "containers"
@@ -168,7 +169,7 @@ def fetch_wheels(image: FrameworkImage, data_dir: Path, progress: Progress) -> P
     built = dest / "built"
     built.mkdir(parents=True)
     pins = _pins(requirements)
-    source_only = [pins.get(name.lower().replace("_", "-"), name) for name in SOURCE_ONLY]
+    source_only = [pins[key] for key in (name.lower().replace("_", "-") for name in SOURCE_ONLY) if key in pins]
     progress(f"{image.name}: building wheels of source-only packages: {' '.join(source_only)}")
     _pip(["wheel", "--no-deps", "--wheel-dir", str(built), *source_only])
     progress(f"{image.name}: downloading wheels for CPython {PYTHON_VERSION} manylinux into {dest}")

@@ -11,6 +11,13 @@ AWS's). One smlocal image per framework serves every version of that framework t
   1.7-1, 3.0-5 and the legacy built-in algorithm image ``xgboost:1`` / ``xgboost:latest``. (It
   carries XGBoost 3: smlocal's built-in algorithm emulation needs the XGBoost 2+ API, as on the
   process backend.)
+* ``smlocal/sagemaker-pytorch:2.5-cpu-py311`` (torch 2.13.0, the CPU build, on Python 3.11) serves
+  ``pytorch-training`` 1.2.0 … 2.8.0 in the SDK's tag shape ``<version>-<cpu|gpu>-<py>`` (short
+  versions such as ``2.5-cpu-py311`` too) and the Deep Learning Containers' longer tags
+  (``2.5.1-gpu-py311-cu124-ubuntu22.04-sagemaker``). The GPU tags run on the CPU: the image has no
+  CUDA, so a job sees no GPU (``SM_NUM_GPUS=0``) and the toolkit starts one process per host unless
+  ``sagemaker_mpi_num_of_processes_per_host`` says otherwise. Training only: AWS serves PyTorch
+  models from separate ``pytorch-inference`` images, which smlocal does not build.
 
 A job therefore runs with the library versions of the smlocal image, not the exact ones of the
 version it names; the catalog says which version each image carries. The version the job's URI
@@ -44,7 +51,14 @@ _ECR_URI = re.compile(
 
 # framework version tags: '1.2-1', '0.20.0', '1.2-1-cpu-py3', '0.90-2-cpu-py3' and the Graviton
 # ones, '1.0-1-arm64-cpu-py3', '1.3-1-arm64' (served by the same image, built for the engine's CPU)
-_VERSION_TAG = re.compile(r"^(?P<version>\d+\.\d+(?:\.\d+)?(?:-\d+)?)(?:-arm64)?(?:-cpu-py3)?$")
+_VERSION_TAG = r"^(?P<version>\d+\.\d+(?:\.\d+)?(?:-\d+)?)(?:-arm64)?(?:-cpu-py3)?$"
+# Deep Learning Containers tags: the SDK's '2.5-cpu-py311', '1.8.1-gpu-py36', and the long forms
+# the DLC list names, '1.10.0-gpu-py38-cu113-ubuntu20.04-sagemaker', '2.5.1-cpu-py311-ubuntu22.04-sagemaker-v1.3'
+_DLC_TAG = (r"^(?P<version>\d+\.\d+(?:\.\d+)?)-(?:cpu|gpu)-py\d+(?:-cu\d+)?(?:-ubuntu\d+\.\d+)?"
+            r"(?:-sagemaker)?(?:-v\d+(?:\.\d+)*)?$")
+# the Python tag the SDK's config gives pytorch-training versions from each release on
+_PYTORCH_PYTHON = (("1.2", "py3"), ("1.9", "py38"), ("1.13", "py39"), ("2.0", "py310"), ("2.3", "py311"),
+                   ("2.6", "py312"))
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,8 @@ class FrameworkImage:
         aws_versions: the framework versions the SageMaker SDK names for those repositories.
         legacy_tags: whole tags of a legacy repository it also serves (``xgboost:1``).
         packages: the main libraries in the image with their versions, for listings.
+        tag_pattern: the regular expression a served repository's tag must match (a named group
+            ``version``): framework version tags unless given.
     """
 
     name: str
@@ -70,11 +86,22 @@ class FrameworkImage:
     aws_versions: tuple[str, ...]
     legacy_tags: tuple[tuple[str, str], ...] = ()
     packages: tuple[str, ...] = ()
+    tag_pattern: str = _VERSION_TAG
 
     @property
     def tag(self) -> str:
         """The full local tag, e.g. 'smlocal/sagemaker-scikit-learn:1.2-1'."""
         return f"{self.repository}:{self.version}"
+
+    def version_of(self, repository: str, tag: str) -> str | None:
+        """The framework version ``repository:tag`` names when this image serves it, else None."""
+        if (repository, tag) in self.legacy_tags:
+            return tag
+        if repository in self.aws_repositories:
+            match = re.match(self.tag_pattern, tag)
+            if match:
+                return match["version"]
+        return None
 
     def served_uris(self, account: str = "<account>", region: str = "<region>",
                     domain: str = "amazonaws.com") -> list[str]:
@@ -89,7 +116,12 @@ class FrameworkImage:
 
 def _tag_suffixes(repository: str, version: str) -> tuple[str, ...]:
     # The SDK appends '-cpu-py3' to the versions whose config lists processors/py_versions: all
-    # sklearn versions and XGBoost up to 1.0-1; later XGBoost tags are the bare version.
+    # sklearn versions and XGBoost up to 1.0-1; later XGBoost tags are the bare version. PyTorch
+    # tags name the processor and the version's Python.
+    if repository == "pytorch-training":
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+        python = [py for start, py in _PYTORCH_PYTHON if tuple(map(int, start.split("."))) <= major_minor][-1]
+        return (f"-cpu-{python}", f"-gpu-{python}")
     if repository == "sagemaker-xgboost" and version not in ("0.90-1", "0.90-2", "1.0-1"):
         return ("",)
     return ("-cpu-py3",)
@@ -118,6 +150,19 @@ _CATALOG: tuple[FrameworkImage, ...] = (
         packages=("xgboost 3.0.5", "scikit-learn 1.5.2", "pandas 2.2.3", "numpy 1.26.4",
                   "scipy 1.13.1", "sagemaker-training"),
     ),
+    FrameworkImage(
+        name="pytorch",
+        repository="smlocal/sagemaker-pytorch",
+        version="2.5-cpu-py311",
+        folder="pytorch",
+        aws_repositories=("pytorch-training",),
+        aws_versions=("1.2.0", "1.3.1", "1.4.0", "1.5.0", "1.6.0", "1.7.1", "1.8.0", "1.8.1", "1.9.0",
+                      "1.9.1", "1.10.0", "1.10.2", "1.11.0", "1.12.0", "1.12.1", "1.13.1", "2.0.0",
+                      "2.0.1", "2.1.0", "2.2.0", "2.3.0", "2.4.0", "2.5.1", "2.6.0", "2.7.1", "2.8.0"),
+        packages=("torch 2.13.0+cpu", "numpy 2.2.6", "sagemaker-pytorch-training 3.0.0",
+                  "sagemaker-training 5.1.4"),
+        tag_pattern=_DLC_TAG,
+    ),
 )
 
 
@@ -127,7 +172,7 @@ def catalog() -> tuple[FrameworkImage, ...]:
 
 
 def find_image(name: str) -> FrameworkImage | None:
-    """The catalog entry by short name ('sklearn', 'xgboost') or local tag, else None."""
+    """The catalog entry by short name ('sklearn', 'xgboost', 'pytorch') or local tag, else None."""
     for image in _CATALOG:
         if name in (image.name, image.tag, image.repository):
             return image
@@ -144,12 +189,9 @@ def image_for_uri(uri: str) -> FrameworkImage | None:
     match = _ECR_URI.match(uri.strip())
     if not match:
         return None
-    repository = match["repository"]
-    tag = match["tag"] or "latest"
+    repository, tag = match["repository"], match["tag"] or "latest"
     for image in _CATALOG:
-        if (repository, tag) in image.legacy_tags:
-            return image
-        if repository in image.aws_repositories and _VERSION_TAG.match(tag):
+        if image.version_of(repository, tag) is not None:
             return image
     return None
 
@@ -159,11 +201,10 @@ def aws_version(uri: str) -> str | None:
     '...sagemaker-scikit-learn:1.2-1-cpu-py3', '1' for '.../xgboost:1'), or None when smlocal has
     no image for it."""
     match = _ECR_URI.match(uri.strip())
-    if not match or image_for_uri(uri) is None:
+    image = image_for_uri(uri)
+    if not match or image is None:
         return None
-    tag = match["tag"] or "latest"
-    version = _VERSION_TAG.match(tag)
-    return version["version"] if version else tag
+    return image.version_of(match["repository"], match["tag"] or "latest")
 
 
 def local_tag(uri: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Shared helpers for benchmarks: an emulator in a temp dir, percentiles, JSON results."""
+"""Shared helpers for benchmarks: an emulator in a temp dir, percentiles, JSON results, a job's end."""
 
 from __future__ import annotations
 
@@ -38,6 +38,17 @@ def write(name: str, data: dict) -> Path:
     path.write_text(json.dumps(data, indent=2))
     print(json.dumps(data, indent=2))
     return path
+
+
+def wait_training(sm, name: str, poll: float = 0.005) -> dict:
+    """Polls training job ``name`` every ``poll`` seconds until it leaves InProgress; its description, Completed."""
+    while True:
+        job = sm.describe_training_job(TrainingJobName=name)
+        if job["TrainingJobStatus"] != "InProgress":
+            break
+        time.sleep(poll)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    return job
 
 
 def emulator():

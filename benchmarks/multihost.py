@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import write  # noqa: E402
+from _common import wait_training, write  # noqa: E402
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 START = "import os, time\nprint('first-line', os.environ['SM_CURRENT_HOST'], repr(time.time()), flush=True)\n" \
@@ -88,13 +88,7 @@ def _job(sm, emu, name: str, code: str, hosts: int, env: dict | None = None) -> 
         OutputDataConfig={"S3OutputPath": "s3://bench/out"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": hosts, "VolumeSizeInGB": 1},
         StoppingCondition={"MaxRuntimeInSeconds": 600})
-    while True:
-        job = sm.describe_training_job(TrainingJobName=name)
-        if job["TrainingJobStatus"] != "InProgress":
-            break
-        time.sleep(0.005)
-    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
-    return created, job
+    return created, wait_training(sm, name)
 
 
 def _log_lines(emu, name: str) -> list[str]:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emulator, summary, write  # noqa: E402
+from _common import emulator, summary, wait_training, write  # noqa: E402
 
 SCRIPT = "import os\nopen(os.path.join(os.environ.get('SM_MODEL_DIR', '.'), 'm.txt'), 'w').write('x')\n"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -62,12 +62,7 @@ def main() -> None:
                 ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
                 StoppingCondition={"MaxRuntimeInSeconds": 600},
             )
-            while True:
-                job = sm.describe_training_job(TrainingJobName=name)
-                if job["TrainingJobStatus"] != "InProgress":
-                    break
-                time.sleep(0.005)
-            assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+            wait_training(sm, name)
             if i >= 2:  # the first two warm caches (imports, S3 buckets, log group)
                 walls.append(time.perf_counter() - start)
     bare = bare_times(JOBS)

@@ -11,31 +11,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import pytest
 
 from conftest import ROLE, SKLEARN_IMAGE, unique
+from console_support import console_page, open_console, open_execution, wait_text
+from pipeline_support import steps_of, wait_execution
 from test_browser_boundary import browser  # noqa: F401 - the shared Chromium fixture
 
 pytestmark = pytest.mark.slow
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console-execution.png"
-
-
-def _wait(sm, arn: str, timeout: float = 900) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        described = sm.describe_pipeline_execution(PipelineExecutionArn=arn)
-        if described["PipelineExecutionStatus"] in ("Succeeded", "Failed", "Stopped"):
-            return described
-        time.sleep(0.5)
-    raise AssertionError(f"{arn} did not finish")
-
-
-def _steps(sm, arn: str) -> dict[str, dict]:
-    pages = sm.get_paginator("list_pipeline_execution_steps").paginate(PipelineExecutionArn=arn)
-    return {s["StepName"]: s for page in pages for s in page["PipelineExecutionSteps"]}
 
 
 @pytest.fixture(scope="module")
@@ -53,36 +40,21 @@ def runs(client_env, emulator):
     pipeline = build_pipeline(sagemaker.get_execution_role(), bucket, input_uri, batch_uri, fixtures_dir() / "code")
     pipeline.upsert(role_arn=sagemaker.get_execution_role())
     passing, failing = pipeline.start(), pipeline.start(parameters={"MseThreshold": 3.0})
-    assert _wait(sm, passing.arn)["PipelineExecutionStatus"] == "Succeeded", _steps(sm, passing.arn)
-    assert _wait(sm, failing.arn)["PipelineExecutionStatus"] == "Failed"
+    passed, failed = (wait_execution(sm, run.arn, timeout=900) for run in (passing, failing))
+    assert passed["PipelineExecutionStatus"] == "Succeeded", steps_of(sm, passing.arn)
+    assert failed["PipelineExecutionStatus"] == "Failed"
     return passing.arn, failing.arn
 
 
 @pytest.fixture()
 def page(browser, emulator):  # noqa: F811 - the fixture imported above
     """A page whose requests beyond the server are aborted and listed in ``page.foreign``."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.foreign, page.problems = [], []
-    own = urlsplit(emulator.endpoint).netloc
-
-    def gate(route):
-        if urlsplit(route.request.url).netloc == own:
-            route.continue_()
-        else:
-            page.foreign.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", gate)
-    page.on("console", lambda message: message.type == "error" and page.problems.append(message.text))
-    page.on("pageerror", lambda error: page.problems.append(str(error)))
-    yield page
-    context.close()
+    with console_page(browser, emulator) as page:
+        yield page
 
 
 def _open_execution(page, emulator, arn: str) -> dict[str, dict]:
-    page.goto(f"{emulator.console_url}#/executions/{quote(arn, safe='')}")
-    page.wait_for_selector("svg.graph g.node", timeout=30_000)
+    open_execution(page, emulator, arn)
     return {n["step"]: n for n in page.eval_on_selector_all(
         "svg.graph g.node", "nodes => nodes.map(n => ({step: n.dataset.step, status: n.dataset.status, "
         "cls: n.getAttribute('class'), text: n.textContent, "
@@ -92,7 +64,7 @@ def _open_execution(page, emulator, arn: str) -> dict[str, dict]:
 def test_the_execution_graph_shows_every_step_with_its_final_status(page, emulator, sm, runs):
     passing, _ = runs
     nodes = _open_execution(page, emulator, passing)
-    steps = _steps(sm, passing)
+    steps = steps_of(sm, passing)
     assert set(nodes) == set(steps) | {"AbaloneMSEFail"}
     for name, step in steps.items():
         assert nodes[name]["status"] == step["StepStatus"] == "Succeeded", name
@@ -122,7 +94,7 @@ def test_the_execution_graph_shows_every_step_with_its_final_status(page, emulat
 def test_a_failing_execution_shows_the_fail_step_red_with_its_message(page, emulator, sm, runs):
     _, failing = runs
     nodes = _open_execution(page, emulator, failing)
-    message = _steps(sm, failing)["AbaloneMSEFail"]["Metadata"]["Fail"]["ErrorMessage"]
+    message = steps_of(sm, failing)["AbaloneMSEFail"]["Metadata"]["Fail"]["ErrorMessage"]
     fail = nodes["AbaloneMSEFail"]
     assert fail["status"] == "Failed" and "st-failed" in fail["cls"]
     assert fail["stroke"] == "rgb(207, 34, 46)"  # red
@@ -162,3 +134,47 @@ def test_an_s3_object_holding_html_cannot_use_the_console_origin(page, emulator,
     page.wait_for_timeout(1500)
     assert page.title() == "idle"
     assert name not in {j["ProcessingJobName"] for j in sm.list_processing_jobs(MaxResults=100)["ProcessingJobSummaries"]}
+
+
+def test_the_abalone_training_step_shows_its_log_and_its_rmse_chart(page, emulator, sm, runs):
+    passing, _ = runs
+    _open_execution(page, emulator, passing)
+    page.click("svg.graph g.node[data-step=AbaloneTrain]")
+    page.wait_for_url("**#/jobs/training/**")
+    job = sm.describe_training_job(
+        TrainingJobName=steps_of(sm, passing)["AbaloneTrain"]["Metadata"]["TrainingJob"]["Arn"].rsplit("/", 1)[-1])
+    log = page.locator("pre.log")
+    log.filter(has_text="validation-rmse").first.wait_for(timeout=30_000)
+    rounds = [line for line in log.text_content().splitlines() if "#011validation-rmse:" in line or
+              "\tvalidation-rmse:" in line]
+    assert rounds, "the built-in XGBoost's evaluation lines are in the log"
+    chart = page.locator(".metric-chart[data-points]")
+    chart.locator("canvas").wait_for()
+    points = json.loads(chart.get_attribute("data-points"))
+    assert points["validation:rmse"] == len(rounds)  # one point per logged round, from the built-in definitions
+    drawn = json.loads(chart.get_attribute("data-values"))["validation:rmse"]
+    final = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+    assert drawn[-1] == pytest.approx(final["validation:rmse"])
+    finals = {row.locator("td").nth(0).text_content(): float(row.locator("td").nth(1).text_content())
+              for row in page.locator(".metric-final tbody tr").all()}
+    assert finals["validation:rmse"] == pytest.approx(final["validation:rmse"])
+    assert page.foreign == []
+
+
+def test_the_package_abalone_registered_is_approved_from_the_registry_page(page, emulator, sm, runs):
+    passing, _ = runs
+    package_arn = steps_of(sm, passing)["AbaloneRegisterModel-RegisterModel"]["Metadata"]["RegisterModel"]["Arn"]
+    package = sm.describe_model_package(ModelPackageName=package_arn)
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    group, version = package["ModelPackageGroupName"], package["ModelPackageVersion"]
+    open_console(page, emulator, f"/registry/{quote(group, safe='')}")
+    section = page.locator(f'section.model-version[data-version="{version}"]')
+    section.wait_for(timeout=30_000)
+    assert section.locator(".approval").text_content() == "PendingManualApproval"
+    section.locator("button.approve").click()
+    deadline = time.time() + 15
+    while sm.describe_model_package(ModelPackageName=package_arn)["ModelApprovalStatus"] != "Approved":
+        assert time.time() < deadline, "the page's Approve did not reach the API"
+        time.sleep(0.2)
+    wait_text(section.locator(".approval"), "Approved")
+    assert page.foreign == []

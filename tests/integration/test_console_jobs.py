@@ -16,7 +16,8 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from conftest import SKLEARN_IMAGE, ROLE, put_s3, read_s3, script_job, unique, upload_sourcedir, wait_for
+from conftest import SKLEARN_IMAGE, ROLE, put_s3, read_s3, unique, wait_for
+from console_support import console_page, create_metric_job, metrics_script, open_console
 from pipeline_support import create_pipeline, start, wait_execution
 from test_browser_boundary import browser  # noqa: F401 - the shared Chromium fixture
 from test_serving import _create_sklearn_model, _deploy, _wait_endpoint
@@ -25,45 +26,26 @@ pytestmark = pytest.mark.slow
 
 WAIT = 30_000
 EVIL = '<img src=x onerror="window.pwned=1">'
-TRAIN = """
-import time
-for epoch in range(6):
-    print(f"[{epoch}] train_loss={1.0 / (epoch + 1):.4f} validation:rmse={3.0 - epoch * 0.5:.2f}", flush=True)
-    time.sleep(0.05)
-print("training finished <b>bold?</b>")
-"""
-DEFINITIONS = [{"Name": "validation:rmse", "Regex": r"validation:rmse=([0-9.]+)"},
-               {"Name": "train:loss", "Regex": r"train_loss=([0-9.]+)"}]
+EPOCH = "[{epoch}] train_loss={1.0 / (epoch + 1):.4f} validation:rmse={3.0 - epoch * 0.5:.2f}"
+TRAIN = metrics_script(EPOCH, 6, 0.05, "training finished <b>bold?</b>")
 
 
 @pytest.fixture
 def page(browser, emulator):  # noqa: F811 - the imported fixture
-    page = browser.new_page(accept_downloads=True)
-    page.set_default_timeout(WAIT)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    page.close()
-    assert not errors, errors
+    with console_page(browser, emulator, timeout=WAIT) as page:
+        yield page
 
 
-def _open(page, emulator, route: str) -> None:
-    page.goto(f"{emulator.console_url.split('#')[0]}#{route}")
-
-
-def _training(sm, s3, bucket: str, script: str, prefix: str, **extra) -> tuple[str, dict]:
-    code = upload_sourcedir(s3, bucket, {"train.py": script})
+def _training(sm, s3, bucket: str, script: str, prefix: str) -> tuple[str, dict]:
     name = unique(prefix)
-    request = script_job(name, bucket, code, **extra)
-    request["AlgorithmSpecification"]["MetricDefinitions"] = DEFINITIONS
-    sm.create_training_job(**request)
+    create_metric_job(sm, s3, bucket, name, script)
     return name, wait_for(sm, name)
 
 
 def test_training_job_page_shows_log_metric_chart_and_final_values(page, emulator, sm, s3, bucket):
     name, job = _training(sm, s3, bucket, TRAIN, "console-metrics")
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
-    _open(page, emulator, "/jobs/training")
+    open_console(page, emulator, "/jobs/training")
     page.locator(f'a.job-link:text-is("{name}")').wait_for()
     page.fill("input.filter-name", name[-8:])
     # the list re-renders once the filtered answer arrives: wait for it, not for the unfiltered list
@@ -92,24 +74,16 @@ def test_training_job_page_shows_log_metric_chart_and_final_values(page, emulato
     assert json.loads(page.locator("details.raw-json pre").text_content())["TrainingJobName"] == name
 
 
-SLOW_TRAIN = """
-import time
-for epoch in range(6):
-    print(f"[{epoch}] train_loss={1.0 / (epoch + 1):.4f} validation:rmse={3.0 - epoch * 0.5:.2f}", flush=True)
-    time.sleep(1.3)
-"""
+SLOW_TRAIN = metrics_script(EPOCH, 6, 1.3)
 
 
 def test_a_running_jobs_metrics_are_asked_for_every_5_s_and_once_when_it_ends(page, emulator, sm, s3, bucket):
     # each api/metrics answer replays the job's whole log: not once a second
-    code = upload_sourcedir(s3, bucket, {"train.py": SLOW_TRAIN})
     name = unique("console-metrics-poll")
-    request = script_job(name, bucket, code)
-    request["AlgorithmSpecification"]["MetricDefinitions"] = DEFINITIONS
     asked: list[float] = []
     page.on("request", lambda r: asked.append(time.monotonic()) if "/api/metrics?" in r.url else None)
-    sm.create_training_job(**request)
-    _open(page, emulator, f"/jobs/training/{name}")
+    create_metric_job(sm, s3, bucket, name, SLOW_TRAIN)
+    open_console(page, emulator, f"/jobs/training/{name}")
     page.locator('.job-header .status:text-is("Completed")').wait_for(timeout=60_000)
     assert wait_for(sm, name)["TrainingJobStatus"] == "Completed"
     chart = page.locator(".metric-chart[data-values]")
@@ -124,7 +98,7 @@ def test_a_running_jobs_metrics_are_asked_for_every_5_s_and_once_when_it_ends(pa
 def test_download_link_delivers_the_objects_bytes(page, emulator, sm, s3, bucket):
     name, job = _training(sm, s3, bucket, "print('hi')\n", "console-download")
     model_uri = job["ModelArtifacts"]["S3ModelArtifacts"]
-    _open(page, emulator, f"/jobs/training/{name}")
+    open_console(page, emulator, f"/jobs/training/{name}")
     row = page.locator(f'tr[data-uri="{model_uri}"]')
     row.locator("button.s3-list").click()
     link = row.locator("a.download", has_text="model.tar.gz")
@@ -138,7 +112,7 @@ def test_failed_job_shows_its_failure_reason_as_text(page, emulator, sm, s3, buc
     script = f"raise ValueError({EVIL!r})\n"
     name, job = _training(sm, s3, bucket, script, "console-failed")
     assert job["TrainingJobStatus"] == "Failed"
-    _open(page, emulator, f"/jobs/training/{name}")
+    open_console(page, emulator, f"/jobs/training/{name}")
     box = page.locator(".failure-reason pre")
     box.wait_for()
     assert box.text_content() == job["FailureReason"]
@@ -177,7 +151,7 @@ def test_pipeline_step_page_shows_its_property_file_json(page, emulator, sm, s3,
     assert wait_execution(sm, arn)["PipelineExecutionStatus"] == "Succeeded"
     graph_step = sm.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"][0]
     job_name = graph_step["Metadata"]["ProcessingJob"]["Arn"].rsplit("/", 1)[-1]
-    _open(page, emulator, f"/jobs/processing/{job_name}?execution={arn}&step=Evaluate")
+    open_console(page, emulator, f"/jobs/processing/{job_name}?execution={arn}&step=Evaluate")
     shown = page.locator("pre.property-json")
     shown.filter(has_text="regression_metrics").wait_for()
     assert json.loads(shown.text_content()) == report
@@ -194,7 +168,7 @@ def test_endpoint_answers_the_invoke_form(page, emulator, sm, s3, bucket):
     body = "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3"
     expected = emulator.client("sagemaker-runtime").invoke_endpoint(
         EndpointName=endpoint, ContentType="text/csv", Body=body)["Body"].read().decode()
-    _open(page, emulator, "/endpoints")
+    open_console(page, emulator, "/endpoints")
     page.click(f'a.endpoint-link:text-is("{endpoint}")')
     page.locator(".endpoint-config td", has_text="ml.m5.large").wait_for()
     assert page.locator(".status").first.text_content() == "InService"

@@ -14,17 +14,11 @@ import urllib.request
 
 import pytest
 
-from conftest import put_s3, script_job, unique, upload_sourcedir, wait_for
+from conftest import put_s3, unique, wait_for
+from console_support import METRIC_DEFINITIONS, create_metric_job, metrics_script
 
-TRAIN = """
-import time
-for epoch in range(5):
-    print(f"epoch {epoch}: train_loss={1.0 / (epoch + 1):.4f} validation:rmse={2.5 - epoch * 0.25:.3f}", flush=True)
-    time.sleep(0.05)
-print("done")
-"""
-DEFINITIONS = [{"Name": "validation:rmse", "Regex": r"validation:rmse=([0-9.]+)"},
-               {"Name": "train:loss", "Regex": r"train_loss=([0-9.]+)"}]
+TRAIN = metrics_script("epoch {epoch}: train_loss={1.0 / (epoch + 1):.4f} validation:rmse={2.5 - epoch * 0.25:.3f}",
+                       5, 0.05, "done")
 
 
 def _get(emulator, name: str, params: dict, token: str | None = "") -> tuple[int, dict, bytes]:
@@ -42,11 +36,8 @@ def metric_job(emulator):
     sm, s3 = emulator.client("sagemaker"), emulator.client("s3")
     bucket = unique("console-jobs")
     s3.create_bucket(Bucket=bucket)
-    code = upload_sourcedir(s3, bucket, {"train.py": TRAIN})
     name = unique("metrics")
-    request = script_job(name, bucket, code)
-    request["AlgorithmSpecification"]["MetricDefinitions"] = DEFINITIONS
-    sm.create_training_job(**request)
+    create_metric_job(sm, s3, bucket, name, TRAIN)
     job = wait_for(sm, name)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     return name, bucket, job
@@ -72,7 +63,7 @@ def test_metrics_series_are_the_log_values_at_the_log_times(emulator, metric_job
     assert status == 200 and headers["Content-Type"].startswith("application/json")
     answer = json.loads(body)
     assert set(answer["series"]) == {"validation:rmse", "train:loss"}
-    for definition in DEFINITIONS:
+    for definition in METRIC_DEFINITIONS:
         expected = _log_values(emulator, name, definition["Regex"])
         assert len(expected) == 5
         assert [tuple(point) for point in answer["series"][definition["Name"]]] == expected

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from conftest import script_job, unique, upload_sourcedir
+from console_support import console_page, open_console, open_execution
 from pipeline_support import (
     condition_step, create_pipeline, start, steps_of, training_code, training_step, wait_execution, wait_step,
 )  # fmt: skip
@@ -39,33 +40,23 @@ print("all ticks done", flush=True)
 def page(browser, emulator):  # noqa: F811 - the imported fixture
     """A page that lists its requests in ``page.calls``: (time, kind, what) with kind "graph" for the
     execution-graph API, "sagemaker"/"logs" for API calls (what: the operation), "document" for a load."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(WAIT)
-    page.calls, errors = [], []
+    with console_page(browser, emulator, timeout=WAIT) as page:
+        page.calls = []
 
-    def seen(request):
-        target = request.headers.get("x-amz-target", "")
-        if "/api/execution-graph" in request.url:
-            page.calls.append((time.monotonic(), "graph", request.url))
-        elif "/api/log-events" in request.url:  # the console's log API: one page of a stream's events
-            page.calls.append((time.monotonic(), "logs", "GetLogEvents"))
-        elif target:
-            service, _, operation = target.partition(".")
-            page.calls.append((time.monotonic(), "logs" if service.startswith("Logs") else "sagemaker", operation))
-        elif request.resource_type == "document":
-            page.calls.append((time.monotonic(), "document", request.url))
+        def seen(request):
+            target = request.headers.get("x-amz-target", "")
+            if "/api/execution-graph" in request.url:
+                page.calls.append((time.monotonic(), "graph", request.url))
+            elif "/api/log-events" in request.url:  # the console's log API: one page of a stream's events
+                page.calls.append((time.monotonic(), "logs", "GetLogEvents"))
+            elif target:
+                service, _, operation = target.partition(".")
+                page.calls.append((time.monotonic(), "logs" if service.startswith("Logs") else "sagemaker", operation))
+            elif request.resource_type == "document":
+                page.calls.append((time.monotonic(), "document", request.url))
 
-    page.on("request", seen)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert not errors, errors
-
-
-def _open_execution(page, emulator, arn: str) -> None:
-    page.goto(f"{emulator.console_url}#/executions/{quote(arn, safe='')}")
-    page.wait_for_selector("svg.graph g.node")
+        page.on("request", seen)
+        yield page
 
 
 def _node(page, step: str, status: str) -> None:
@@ -91,7 +82,7 @@ def test_a_running_execution_updates_live_and_stops_polling_at_its_end(page, emu
              training_step("Later", bucket, code, env={"MODE": "sleep", "SLEEP": "3"}, DependsOn=["Slow"])]
     arn = start(sm, create_pipeline(sm, steps, prefix="console-live"))
     wait_step(sm, arn, "Slow")
-    _open_execution(page, emulator, arn)
+    open_execution(page, emulator, arn)
     _node(page, "Slow", "Executing")
     assert page.get_attribute('svg.graph g.node[data-step="Later"]', "data-status") == "NotStarted"
     _execution_status(page, "Executing")
@@ -117,7 +108,7 @@ def test_stop_stops_the_running_execution(page, emulator, sm, s3, bucket):
              training_step("Later", bucket, code, DependsOn=["Slow"])]
     arn = start(sm, create_pipeline(sm, steps, prefix="console-stop"))
     wait_step(sm, arn, "Slow")
-    _open_execution(page, emulator, arn)
+    open_execution(page, emulator, arn)
     _node(page, "Slow", "Executing")
     page.click("button[data-action=stop]")
     _execution_status(page, "Stopped")
@@ -136,13 +127,13 @@ def test_an_execution_link_fetches_its_graph_once_and_an_unknown_one_shows_the_a
     check = condition_step("Check", [{"Type": "Equals", "LeftValue": 1, "RightValue": 1}])
     arn = start(sm, create_pipeline(sm, [check], prefix="console-open"))
     assert wait_execution(sm, arn)["PipelineExecutionStatus"] == "Succeeded"
-    _open_execution(page, emulator, arn)  # a document load: prefetch.js asks for the graph before the modules run
+    open_execution(page, emulator, arn)  # a document load: prefetch.js asks for the graph before the modules run
     _execution_status(page, "Succeeded")
     page.wait_for_timeout(1000)
     assert len([c for c in page.calls if c[1] == "graph"]) == 1  # the page drew the prefetched answer, no second call
     unknown = arn.rsplit("/", 1)[0] + "/execution/aaaaaaaaaaaa"
     page.goto("about:blank")
-    page.goto(f"{emulator.console_url}#/executions/{quote(unknown, safe='')}")
+    open_console(page, emulator, f"/executions/{quote(unknown, safe='')}")
     box = page.locator(".error-box", has_text="ResourceNotFound")
     box.wait_for()
     assert box.text_content() == f"ResourceNotFound: Pipeline execution '{unknown}' does not exist."
@@ -169,7 +160,7 @@ def test_retry_resumes_a_failed_execution_and_a_refused_call_shows_the_apis_erro
     for arn in (clicked, refused):
         described = wait_execution(sm, arn)
         assert described["PipelineExecutionStatus"] == "Failed", described
-    _open_execution(page, emulator, clicked)
+    open_execution(page, emulator, clicked)
     _node(page, "Gated", "Failed")
     assert page.get_attribute('svg.graph g.node[data-step="Last"]', "data-status") == "NotStarted"
     s3.put_object(Bucket=bucket, Key=gate, Body=b"open")  # the transient cause is gone
@@ -185,7 +176,7 @@ def test_retry_resumes_a_failed_execution_and_a_refused_call_shows_the_apis_erro
     assert _documents(page) == 1
 
     # a page left showing Failed while someone else retried: the API refuses, the page says why and catches up
-    _open_execution(page, emulator, refused)
+    open_execution(page, emulator, refused)
     _execution_status(page, "Failed")
     sm.retry_pipeline_execution(PipelineExecutionArn=refused)
     page.click("button[data-action=retry]")
@@ -201,7 +192,7 @@ def test_the_job_log_tail_follows_a_running_job_and_stops_at_its_end(page, emula
     code = upload_sourcedir(s3, bucket, {"train.py": TICKING})
     name = unique("console-tail")
     sm.create_training_job(**script_job(name, bucket, code))
-    page.goto(f"{emulator.console_url.split('#')[0]}#/jobs/training/{name}")
+    open_console(page, emulator, f"/jobs/training/{name}")
     log = page.locator("pre.log")
     log.filter(has_text="tick 1").wait_for()
     early = log.text_content()

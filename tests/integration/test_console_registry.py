@@ -14,6 +14,7 @@ import json
 import pytest
 
 from conftest import script_job, unique, upload_sourcedir, wait_for
+from console_support import console_page, open_console, wait_text
 from test_browser_boundary import browser  # noqa: F401 - the shared Chromium fixture
 
 pytestmark = pytest.mark.slow
@@ -26,17 +27,8 @@ WAIT = 20_000
 
 @pytest.fixture
 def page(browser, emulator):  # noqa: F811 - the imported fixture
-    page = browser.new_page()
-    page.set_default_timeout(WAIT)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    page.close()
-    assert not errors, errors
-
-
-def _open(page, emulator, route: str) -> None:
-    page.goto(f"{emulator.console_url.split('#')[0]}#{route}")
+    with console_page(browser, emulator, timeout=WAIT) as page:
+        yield page
 
 
 def _register(sm, s3, bucket: str) -> tuple[str, list[str]]:
@@ -59,12 +51,12 @@ def _register(sm, s3, bucket: str) -> tuple[str, list[str]]:
 
 def test_approve_and_reject_versions_from_the_group_page(page, emulator, sm, s3, bucket):
     group, (first, second) = _register(sm, s3, bucket)
-    _open(page, emulator, "/registry")
+    open_console(page, emulator, "/registry")
     row = page.locator(f'tr[data-group="{group}"]')
     assert row.locator("td.versions").inner_text() == "2"
     assert row.locator("td.latest-status").inner_text() == "PendingManualApproval"
 
-    _open(page, emulator, f"/registry/{group}")
+    open_console(page, emulator, f"/registry/{group}")
     page.wait_for_selector("section.model-version")
     assert page.locator("section.model-version").evaluate_all("s => s.map(e => e.dataset.version)") == ["2", "1"]
     assert page.get_by_text(EVIL, exact=True).count() == 1  # the description as text
@@ -80,8 +72,7 @@ def test_approve_and_reject_versions_from_the_group_page(page, emulator, sm, s3,
 
     newest.locator("input.approval-description").fill("mse below the threshold")
     newest.locator("button.approve").click()
-    page.wait_for_function("""() => document.querySelector('section.model-version[data-version="2"] .approval')
-                              ?.textContent === 'Approved'""")
+    wait_text(newest.locator(".approval"), "Approved", timeout=WAIT)
     described = sm.describe_model_package(ModelPackageName=second)
     assert described["ModelApprovalStatus"] == "Approved"
     assert described["ApprovalDescription"] == "mse below the threshold"
@@ -90,20 +81,18 @@ def test_approve_and_reject_versions_from_the_group_page(page, emulator, sm, s3,
     assert sm.describe_model_package(ModelPackageName=first)["ModelApprovalStatus"] == "PendingManualApproval"
 
     newest.locator("button.reject").click()  # an Approved version may be rejected, as on AWS
-    page.wait_for_function("""() => document.querySelector('section.model-version[data-version="2"] .approval')
-                              ?.textContent === 'Rejected'""")
+    wait_text(newest.locator(".approval"), "Rejected", timeout=WAIT)
     assert sm.describe_model_package(ModelPackageName=second)["ModelApprovalStatus"] == "Rejected"
 
     oldest = page.locator('section.model-version[data-version="1"]')
     oldest.locator("button.reject").click()
-    page.wait_for_function("""() => document.querySelector('section.model-version[data-version="1"] .approval')
-                              ?.textContent === 'Rejected'""")
+    wait_text(oldest.locator(".approval"), "Rejected", timeout=WAIT)
     assert sm.describe_model_package(ModelPackageName=first)["ModelApprovalStatus"] == "Rejected"
 
 
 def test_a_failed_update_is_shown_plainly(page, emulator, sm, s3, bucket):
     group, (first, _second) = _register(sm, s3, bucket)
-    _open(page, emulator, f"/registry/{group}")
+    open_console(page, emulator, f"/registry/{group}")
     oldest = page.locator('section.model-version[data-version="1"]')
     oldest.locator("button.approve").wait_for()
     sm.delete_model_package(ModelPackageName=first)  # gone behind the page's back
@@ -130,7 +119,7 @@ def test_a_report_too_large_to_show_is_refused_by_the_server_not_fetched(page, e
                                                       "S3Uri": f"s3://{bucket}/{key}"}}})
     answers = []
     page.on("response", lambda r: answers.append(r) if "/api/s3-object?" in r.url else None)
-    _open(page, emulator, f"/registry/{group}")
+    open_console(page, emulator, f"/registry/{group}")
     refusal = page.locator(".metric-values .report-too-large .error-box")
     refusal.wait_for()
     assert "EntityTooLarge" in refusal.inner_text() and f"{len(big)} bytes" in refusal.inner_text()
@@ -163,7 +152,7 @@ def test_experiment_compares_two_training_jobs_side_by_side(page, emulator, sm, 
     for name in jobs.values():
         assert wait_for(sm, name)["TrainingJobStatus"] == "Completed"
 
-    _open(page, emulator, "/experiments")
+    open_console(page, emulator, "/experiments")
     page.locator(f'tr[data-experiment="{experiment}"] a').click()
     page.wait_for_selector("table.compare")
     headers = page.locator("th.component").evaluate_all("hs => hs.map(h => h.dataset.component)")

@@ -25,16 +25,22 @@ pytestmark = pytest.mark.slow
 
 TRAIN = textwrap.dedent(
     """
-    import json, os
+    import json, os, sys
     import torch, torch.distributed as dist
+
+
+    def say(line):  # one write per record: a host's ranks share one stdout (print writes text and newline apart)
+        sys.stdout.write(line + "\\n")
+        sys.stdout.flush()
+
 
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     total = torch.tensor([float(rank + 1)])
     dist.all_reduce(total)
-    print(f"dist: rank={rank} world={world} local_rank={os.environ['LOCAL_RANK']} "
-          f"host={os.environ['SM_CURRENT_HOST']} sum={total.item():.0f} "
-          f"master={os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}", flush=True)
+    say(f"dist: rank={rank} world={world} local_rank={os.environ['LOCAL_RANK']} "
+        f"host={os.environ['SM_CURRENT_HOST']} sum={total.item():.0f} "
+        f"master={os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}")
 
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
@@ -51,7 +57,7 @@ TRAIN = textwrap.dedent(
     gathered = [torch.zeros_like(weights) for _ in range(world)]
     dist.all_gather(gathered, weights)
     same = all(torch.equal(gathered[0], other) for other in gathered)
-    print(f"ddp: rank={rank} loss={loss.item():.4f} replicas_equal={same}", flush=True)
+    say(f"ddp: rank={rank} loss={loss.item():.4f} replicas_equal={same}")
     if rank == 0:
         model_dir = os.environ["SM_MODEL_DIR"]
         torch.save(model.state_dict(), os.path.join(model_dir, "model.pt"))

@@ -142,22 +142,26 @@ def engine():
     return _docker_client()
 
 
-@pytest.fixture(scope="module")
-def byo_image(engine):
-    """A BYO image: ``train`` and ``serve`` on its PATH, no ENTRYPOINT (SageMaker passes the word)."""
+def _image(engine, tag: str, programs: dict[str, str], dockerfile_tail: str = ""):
+    """Builds ``tag`` on the base image with ``programs`` (name → text) on its PATH; yields it, then removes it."""
     context = io.BytesIO()
+    dockerfile = f"FROM {BASE_IMAGE}\nCOPY {' '.join(programs)} /usr/local/bin/\n{dockerfile_tail}"
     with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, text in (("Dockerfile", f"FROM {BASE_IMAGE}\nCOPY train serve process /usr/local/bin/\n"
-                                          "WORKDIR /srv\n"), ("train", TRAIN), ("serve", SERVE),
-                                                         ("process", PROCESS)):
+        for name, text in (("Dockerfile", dockerfile), *programs.items()):
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o755
             tar.addfile(info, io.BytesIO(data))
     context.seek(0)
-    engine.images.build(fileobj=context, custom_context=True, tag=BYO_IMAGE, labels=TEST_LABEL, rm=True)
-    yield BYO_IMAGE
-    engine.images.remove(BYO_IMAGE, force=True)
+    engine.images.build(fileobj=context, custom_context=True, tag=tag, labels=TEST_LABEL, rm=True)
+    yield tag
+    engine.images.remove(tag, force=True)
+
+
+@pytest.fixture(scope="module")
+def byo_image(engine):
+    """A BYO image: ``train`` and ``serve`` on its PATH, no ENTRYPOINT (SageMaker passes the word)."""
+    yield from _image(engine, BYO_IMAGE, {"train": TRAIN, "serve": SERVE, "process": PROCESS}, "WORKDIR /srv\n")
 
 
 @pytest.fixture(scope="module")

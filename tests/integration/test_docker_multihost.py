@@ -17,7 +17,7 @@ import pytest
 
 from smlocal.config import load_settings
 from conftest import ROLE, wait_for
-from docker_images import BASE_IMAGE, unavailable
+from test_docker_backend import _image, engine  # noqa: F401 - the shared engine fixture (skips without one)
 
 pytestmark = pytest.mark.docker
 
@@ -73,31 +73,8 @@ open(f"/opt/ml/model/{me}.json", "w").write(json.dumps({"received": sorted(recei
 
 
 @pytest.fixture(scope="module")
-def engine():
-    try:
-        import docker
-
-        client = docker.from_env(timeout=120)
-        client.ping()
-        client.images.get(BASE_IMAGE)
-        return client
-    except Exception as exc:  # noqa: BLE001 - any reason the engine or the base image is not there
-        unavailable(f"no Docker engine with {BASE_IMAGE} is reachable: {exc}")
-
-
-@pytest.fixture(scope="module")
-def mesh_image(engine):
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, text in (("Dockerfile", f"FROM {BASE_IMAGE}\nCOPY train /usr/local/bin/\n"), ("train", TRAIN)):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    engine.images.build(fileobj=context, custom_context=True, tag=IMAGE, labels={"smlocal.test": "1"}, rm=True)
-    yield IMAGE
-    engine.images.remove(IMAGE, force=True)
+def mesh_image(engine):  # noqa: F811 - the imported fixture
+    yield from _image(engine, IMAGE, {"train": TRAIN})
 
 
 @pytest.fixture(scope="module")

@@ -26,17 +26,33 @@ from fuzz_support import (BROKEN_BODIES, PRIMING_ORDER, TEMPLATES, ShapeStrategi
 SHARDS = 4
 TIMEOUT = 30.0
 MODEL = botocore.session.get_session().get_service_model("sagemaker")
+# the SageMaker Metrics service (experiment runs' metrics) answers on the same port, over REST-JSON
+METRICS_MODEL = botocore.session.get_session().get_service_model("sagemaker-metrics")
 STRATEGIES = ShapeStrategies()
 # No shrinking: a failure names its operation and mutation, and shrinking a server round trip is slow.
 FUZZ = settings(max_examples=40, derandomize=True, database=None, deadline=None, phases=[Phase.generate],
                 suppress_health_check=list(HealthCheck))
 
 
-def _post(port: int, target: str, body: bytes) -> tuple[int, bytes]:
+def _model_of(operation: str):
+    return MODEL if operation in MODEL.operation_names else METRICS_MODEL
+
+
+def _send(port: int, operation: str, body: bytes) -> tuple[int, bytes]:
+    """The operation's request: JSON 1.1 for SageMaker, its REST path for the Metrics service."""
+    if operation in MODEL.operation_names:
+        return _post(port, f"SageMaker.{operation}", body)
+    http_ = METRICS_MODEL.operation_model(operation).http
+    return _post(port, None, body, method=http_["method"], path=http_["requestUri"])
+
+
+def _post(port: int, target: str | None, body: bytes, method: str = "POST", path: str = "/") -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    headers = {"Content-Type": "application/x-amz-json-1.1"} if target else {"Content-Type": "application/json"}
+    if target:
+        headers["X-Amz-Target"] = target
     try:
-        connection.request("POST", "/", body=body,
-                           headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"})
+        connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()  # a hang fails here with a timeout
         return response.status, response.read()
     finally:
@@ -52,7 +68,7 @@ def _check(operation: str, status: int, payload: bytes, what: str) -> None:
 
 
 def _fuzz(port: int, operation: str) -> None:
-    shape = MODEL.operation_model(operation).input_shape
+    shape = _model_of(operation).operation_model(operation).input_shape
     requests = request_for(operation, shape, STRATEGIES)
 
     @FUZZ
@@ -66,7 +82,7 @@ def _fuzz(port: int, operation: str) -> None:
             if kind == "broken" and shape is not None:
                 kind, request = break_request(data, request, shape)
             body = encode(request)
-        status, payload = _post(port, f"SageMaker.{operation}", body)
+        status, payload = _send(port, operation, body)
         _check(operation, status, payload, kind)
 
     run()
@@ -76,6 +92,8 @@ def _fuzz(port: int, operation: str) -> None:
 def test_no_request_gets_a_5xx(emulator, shard):
     operations = emulator.service.operations[shard::SHARDS]
     assert operations, "the service registry lists no operation"
+    unknown = [o for o in operations if o not in MODEL.operation_names and o not in METRICS_MODEL.operation_names]
+    assert not unknown, f"operations of no service smlocal answers: {unknown}"
     for operation in PRIMING_ORDER:  # resources the fuzzed Describe/Update/Start calls can meet
         status, payload = _post(emulator.port, f"SageMaker.{operation}", json.dumps(TEMPLATES[operation][0]).encode())
         _check(operation, status, payload, "template")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 
 import pytest
 
 from smlocal.config import load_settings
 from smlocal.runtime import gpus
 
-from conftest import ROLE, SKLEARN_IMAGE, put_s3, read_s3, script_job, unique, upload_sourcedir, wait_for
+from conftest import ROLE, SKLEARN_IMAGE, put_s3, read_s3, script_job, unique, upload_sourcedir, wait_for, wait_status
 
 pytestmark = pytest.mark.skipif(bool(gpus.machine_gpus()),
                                 reason="this machine has GPUs: the fallback does not apply")
@@ -108,13 +107,7 @@ def _processing(sm, s3, bucket, instance_type: str, count: int = 1) -> tuple[str
         ProcessingResources={"ClusterConfig": {"InstanceCount": count, "InstanceType": instance_type,
                                                "VolumeSizeInGB": 10}},
         StoppingCondition={"MaxRuntimeInSeconds": 300})
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        job = sm.describe_processing_job(ProcessingJobName=name)
-        if job["ProcessingJobStatus"] not in ("InProgress", "Stopping"):
-            return name, job
-        time.sleep(0.1)
-    raise AssertionError(f"{name} did not end")
+    return name, wait_status(lambda: sm.describe_processing_job(ProcessingJobName=name), "ProcessingJobStatus", 120)
 
 
 def test_processing_on_a_gpu_type_logs_the_fallback_first_on_every_host(sm, s3, bucket, emulator):
@@ -131,17 +124,19 @@ def test_processing_on_a_gpu_type_logs_the_fallback_first_on_every_host(sm, s3, 
 
 # ---- gpu = "fail": a server whose setting refuses to fall back
 @pytest.fixture(scope="module")
-def failing_emulator(tmp_path_factory):
+def failing(tmp_path_factory):
+    """(sagemaker client, s3 client, a bucket) of a server whose gpu setting is "fail"."""
     from smlocal.server import Emulator
 
     with Emulator(load_settings(data_dir=tmp_path_factory.mktemp("gpu-fail"), port=0, gpu="fail")) as emu:
-        yield emu
+        sm, s3 = emu.client("sagemaker"), emu.client("s3")
+        bucket = unique("gpu-fail")
+        s3.create_bucket(Bucket=bucket)
+        yield sm, s3, bucket
 
 
-def test_gpu_fail_setting_fails_the_job_with_the_reason(failing_emulator):
-    sm, s3 = failing_emulator.client("sagemaker"), failing_emulator.client("s3")
-    bucket = unique("gpu-fail")
-    s3.create_bucket(Bucket=bucket)
+def test_gpu_fail_setting_fails_the_job_with_the_reason(failing):
+    sm, s3, bucket = failing
     name, job = _gpu_job(sm, s3, bucket, "ml.g5.2xlarge")
     assert job["TrainingJobStatus"] == "Failed"
     job_reason = job["FailureReason"]
@@ -189,13 +184,7 @@ def _gpu_endpoint(sm, s3, bucket, instance_type: str) -> tuple[str, dict]:
     sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": instance_type}])
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        doc = sm.describe_endpoint(EndpointName=name)
-        if doc["EndpointStatus"] not in ("Creating", "Updating"):
-            return name, doc
-        time.sleep(0.1)
-    raise AssertionError(f"endpoint {name} still {doc['EndpointStatus']}")
+    return name, wait_status(lambda: sm.describe_endpoint(EndpointName=name), "EndpointStatus", 120)
 
 
 def test_endpoint_on_a_gpu_type_serves_on_the_cpu_and_logs_it_first(sm, s3, bucket, emulator):
@@ -210,10 +199,8 @@ def test_endpoint_on_a_gpu_type_serves_on_the_cpu_and_logs_it_first(sm, s3, buck
         sm.delete_endpoint(EndpointName=name)
 
 
-def test_gpu_fail_setting_fails_an_endpoint(failing_emulator):
-    sm, s3 = failing_emulator.client("sagemaker"), failing_emulator.client("s3")
-    bucket = unique("gpu-fail-ep")
-    s3.create_bucket(Bucket=bucket)
+def test_gpu_fail_setting_fails_an_endpoint(failing):
+    sm, s3, bucket = failing
     name, doc = _gpu_endpoint(sm, s3, bucket, "ml.g5.xlarge")
     assert doc["EndpointStatus"] == "Failed"
     assert "ml.g5.xlarge has 1 GPU; this machine has none" in doc["FailureReason"]

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 
-from conftest import ROLE, SKLEARN_IMAGE, put_s3, read_s3, s3_keys, unique
+from conftest import ROLE, SKLEARN_IMAGE, put_s3, read_s3, s3_keys, unique, wait_status
+from test_processing import _log_lines
 
-LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 CLUSTER = textwrap.dedent(
     """
     import glob, json, os, socket, time
@@ -53,21 +52,9 @@ CLUSTER = textwrap.dedent(
 )
 
 
-def _wait(sm, name: str, timeout: float = 180.0) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        job = sm.describe_processing_job(ProcessingJobName=name)
-        if job["ProcessingJobStatus"] in ("Completed", "Failed", "Stopped"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"processing job {name} did not end in {timeout}s")
-
-
-def _log_lines(emulator, name: str) -> dict[str, list[str]]:
-    logs = emulator.client("logs")
-    streams = logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{name}/")["logStreams"]
-    return {s["logStreamName"].split("/")[1].rsplit("-", 1)[0]: [e["message"] for e in logs.get_log_events(
-        logGroupName=LOG_GROUP, logStreamName=s["logStreamName"], startFromHead=True)["events"]] for s in streams}
+def _host_lines(emulator, name: str) -> dict[str, list[str]]:
+    """Each host's log lines, by host name (its stream is ``<job>/algo-N-<epoch>``)."""
+    return {stream.split("/")[1].rsplit("-", 1)[0]: lines for stream, lines in _log_lines(emulator, name).items()}
 
 
 def test_three_processing_hosts_form_a_cluster_by_host_name(sm, s3, bucket, emulator):
@@ -92,7 +79,7 @@ def test_three_processing_hosts_form_a_cluster_by_host_name(sm, s3, bucket, emul
         ProcessingResources={"ClusterConfig": {"InstanceCount": 3, "InstanceType": "ml.m5.xlarge",
                                                "VolumeSizeInGB": 10}},
         StoppingCondition={"MaxRuntimeInSeconds": 300})
-    job = _wait(sm, name)
+    job = wait_status(lambda: sm.describe_processing_job(ProcessingJobName=name), "ProcessingJobStatus")
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
     hosts = ["algo-1", "algo-2", "algo-3"]
     assert s3_keys(s3, bucket, f"{name}/out/") == [f"{name}/out/{h}.json" for h in hosts]
@@ -111,7 +98,7 @@ def test_three_processing_hosts_form_a_cluster_by_host_name(sm, s3, bucket, emul
     addresses = {w["address"] for w in coordinator["workers"].values()}
     assert len(addresses) == 2 and not any(a.startswith("127.") for a in addresses)  # each host its own address
     assert sorted(seen[h]["ack"]["rank"] for h in ("algo-2", "algo-3")) == [1, 2]
-    lines = _log_lines(emulator, name)
+    lines = _host_lines(emulator, name)
     assert sum("coordinator registered" in line for line in lines["algo-1"]) == 2
     for host in ("algo-2", "algo-3"):
         assert any(line.startswith(f"{host} registered with algo-1 as rank") for line in lines[host])

@@ -48,6 +48,7 @@ from smlocal.service.models import Models
 from smlocal.service.pipelines import Pipelines
 from smlocal.service.processing import ProcessingJobs
 from smlocal.service.registry import ModelRegistry
+from smlocal.service.search_api import SearchApi
 from smlocal.service.scheduler import JobScheduler
 from smlocal.service.tags import Tags
 from smlocal.service.training import TrainingJobs
@@ -283,7 +284,8 @@ class Emulator:
         self.tags = Tags(self.store)
         self.service.after_call(self.tags.record_created)
         self.service.after_call(self.experiments.record_created)  # each job's trial component
-        return [self.experiments, self.tuning, self.pipelines, self.tags]
+        search = SearchApi(self.store, self.service.call, self.experiments)  # Search reads every family above
+        return [self.experiments, self.tuning, self.pipelines, self.tags, search]
 
     def _bootstrap_identity(self, known_absent: bool = False) -> None:
         """Creates the execution role unless it exists (``known_absent``: right after a moto reset)."""

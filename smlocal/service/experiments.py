@@ -16,7 +16,7 @@ holding that job's component.
 ``sagemaker:trial-component-source=run``): UpdateTrialComponent keeps what it logs (parameters,
 artifacts, status, times), the Metrics service (:mod:`smlocal.service.experiment_metrics`) its
 ``log_metric`` values, summarised in the component's ``Metrics``; ``Search`` over
-``ExperimentTrialComponent`` (:mod:`smlocal.service.search`) answers ``list_runs``, ``load_run`` and
+``ExperimentTrialComponent`` (:mod:`smlocal.service.search_api`) answers ``list_runs``, ``load_run`` and
 ``ExperimentAnalytics``.
 """
 
@@ -25,9 +25,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from smlocal.errors import NotImplementedBySmlocal, ResourceNotFound, ServiceError, ValidationError
-from smlocal.service import search
-from smlocal.service.common import Account, _offset, _token, list_page, naming, now, pick
+from smlocal.errors import ResourceNotFound, ServiceError, ValidationError
+from smlocal.service.common import Account, list_page, naming, now, pick
 from smlocal.service.experiment_metrics import ExperimentMetrics
 from smlocal.service.store import Store
 from smlocal.service.tags import KIND as TAGS
@@ -68,7 +67,7 @@ class Experiments:
             "CreateTrialComponent": self.create_component, "DescribeTrialComponent": self.describe_component,
             "ListTrialComponents": self.list_components, "DeleteTrialComponent": self.delete_component,
             "AssociateTrialComponent": self.associate, "DisassociateTrialComponent": self.disassociate,
-            "UpdateTrialComponent": self.update_component, "Search": self.search,
+            "UpdateTrialComponent": self.update_component,
             **self.metrics.operations(),  # the SageMaker Metrics service (routed by the gateway)
         }  # fmt: skip
 
@@ -306,26 +305,9 @@ class Experiments:
         self._store.update(COMPONENT, doc["TrialComponentName"], change)
         return {"TrialComponentArn": doc["TrialComponentArn"]}
 
-    # ---- Search (Resource=ExperimentTrialComponent)
-    def search(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Search over trial components: each ``TrialComponent`` record with its Parents and Tags."""
-        resource = request["Resource"]
-        if resource != "ExperimentTrialComponent":
-            raise NotImplementedBySmlocal(f"Search (Resource {resource}; smlocal searches ExperimentTrialComponent)")
-        expression = request.get("SearchExpression")
-        if expression is not None:
-            search.check_expression(expression)
-        start = _offset(request.get("NextToken"))
-        found = [r for r in self._search_records() if search.matches(r, expression)]
-        found = search.sort_records(found, request.get("SortBy"), request.get("SortOrder"))
-        size = request.get("MaxResults") or 10
-        result: dict[str, Any] = {"Results": [{"TrialComponent": r} for r in found[start:start + size]],
-                                  "TotalHits": {"Value": len(found), "Relation": "EqualTo"}}
-        if start + size < len(found):
-            result["NextToken"] = _token(start + size)
-        return result
-
-    def _search_records(self) -> list[dict[str, Any]]:
+    # ---- Search (Resource=ExperimentTrialComponent: smlocal.service.search_api)
+    def search_records(self) -> list[dict[str, Any]]:
+        """Every trial component as a ``Search`` record: with its Parents, Tags and (empty or not) maps."""
         experiment_of = {t["TrialName"]: t["ExperimentName"] for t in self._store.all(TRIAL)}
         records = []
         for doc in self._store.all(COMPONENT):

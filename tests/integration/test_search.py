@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ROLE, aws_error, script_job, unique, upload_sourcedir, wait_for
+from conftest import ROLE, aws_error, script_job, unique, upload_sourcedir, wait_for, wait_status
 from pipeline_support import definition, fail_step, wait_execution
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.0-1-cpu-py3"
@@ -129,6 +129,10 @@ def test_experiments_trials_and_models(sm):
     component = sm.create_trial_component(TrialComponentName=unique("search-tc"))["TrialComponentArn"]
     sm.associate_trial_component(TrialComponentName=component.rsplit("/", 1)[1], TrialName=trial)
     sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    sm.create_endpoint_config(EndpointConfigName=model, ProductionVariants=[
+        {"VariantName": "AllTraffic", "ModelName": model, "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}])
+    endpoint = sm.create_endpoint(EndpointName=model, EndpointConfigName=model,
+                                  Tags=[{"Key": "stage", "Value": "dev"}])["EndpointArn"]
 
     found = _search(sm, "Experiment", {"Filters": [{"Name": "Tags.stage", "Value": "dev"},
                                                    {"Name": "ExperimentName", "Value": experiment}]})
@@ -139,6 +143,13 @@ def test_experiments_trials_and_models(sm):
     models = _search(sm, "Model", {"Filters": [{"Name": "Model.ModelName", "Value": model}]})
     assert [r["Model"]["Model"]["ModelName"] for r in models] == [model]
     assert models[0]["Model"]["Model"]["PrimaryContainer"]["Image"] == IMAGE
+    assert [e["EndpointArn"] for e in models[0]["Model"]["Endpoints"]] == [endpoint]
+    endpoints = _search(sm, "Endpoint", {"Filters": [{"Name": "EndpointName", "Value": model},
+                                                     {"Name": "Tags.stage", "Value": "dev"}]})
+    assert [r["Endpoint"]["EndpointArn"] for r in endpoints] == [endpoint]
+    assert endpoints[0]["Endpoint"]["EndpointConfigName"] == model
+    wait_status(lambda: sm.describe_endpoint(EndpointName=model), "EndpointStatus")
+    sm.delete_endpoint(EndpointName=model)
 
 
 @pytest.mark.parametrize("resource", ["FeatureGroup", "FeatureMetadata", "Project", "ModelCard", "Image",
@@ -161,3 +172,36 @@ def test_ordering_a_text_property_is_refused(sm):
         sm.search(Resource="ModelPackageGroup", SearchExpression={"Filters": [
             {"Name": "ModelPackageGroupName", "Operator": "GreaterThan", "Value": name}]})
     assert aws_error(exc)[0] == "ValidationException"
+
+
+def test_tuning_jobs_and_their_training_jobs(sm, s3, bucket):
+    code = upload_sourcedir(s3, bucket, {"train.py": (
+        "import os, sys\n"
+        "print('score=' + sys.argv[sys.argv.index('--xval') + 1])\n"
+        "open(os.path.join(os.environ['SM_MODEL_DIR'], 'm'), 'w').write('x')\n")})
+    name = unique("search-hpo")
+    request = script_job("unused", bucket, code)
+    definition_ = {key: request[key] for key in ("AlgorithmSpecification", "RoleArn", "OutputDataConfig",
+                                                 "ResourceConfig", "StoppingCondition")}
+    definition_["AlgorithmSpecification"]["MetricDefinitions"] = [{"Name": "score", "Regex": r"score=([0-9.]+)"}]
+    definition_["StaticHyperParameters"] = {k: v for k, v in request["HyperParameters"].items()
+                                            if k != "sagemaker_job_name"}
+    arn = sm.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name, TrainingJobDefinition=definition_, Tags=[{"Key": "sweep", "Value": name}],
+        HyperParameterTuningJobConfig={
+            "Strategy": "Grid", "ResourceLimits": {"MaxParallelTrainingJobs": 2},
+            "ParameterRanges": {"IntegerParameterRanges": [{"Name": "xval", "MinValue": "1", "MaxValue": "2"}]},
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"}})[
+        "HyperParameterTuningJobArn"]
+    job = wait_status(lambda: sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+                      "HyperParameterTuningJobStatus", 300)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+
+    found = _search(sm, "HyperParameterTuningJob", {"Filters": [{"Name": "Tags.sweep", "Value": name}]})
+    assert [r["HyperParameterTuningJob"]["HyperParameterTuningJobArn"] for r in found] == [arn]
+    record = found[0]["HyperParameterTuningJob"]
+    assert record["BestTrainingJob"]["TrainingJobName"] == job["BestTrainingJob"]["TrainingJobName"]
+    assert record["TrainingJobStatusCounters"]["Completed"] == 2
+    children = _search(sm, "TrainingJob", _named("TrainingJobName", f"{name}-00"),
+                       SortBy="Metrics.score", SortOrder="Descending")
+    assert [r["TrainingJob"]["HyperParameters"]["xval"] for r in children] == ["2", "1"]

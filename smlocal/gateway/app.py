@@ -223,7 +223,12 @@ class Gateway:
                 raise UnknownOperation(f"Operation {target} is not an operation of SageMaker or of any "
                                        "service smlocal serves.")
             params = parse_json_object(_read_body(environ))
-            validate_input(self._model.operation_model(operation), params)
+            model = self._model.operation_model(operation)
+            validate_input(model, params)
+            # AWS ignores members its model does not have: none reaches the service (whose internal
+            # callers may pass members of their own, e.g. a tuning job's TuningJobArn on its training jobs)
+            members = model.input_shape.members if model.input_shape is not None else {}
+            params = {key: value for key, value in params.items() if key in members}
             result = self.service.call(operation, params)
             return _json(start_response, 200, result, request_id)
         except ServiceError as exc:

@@ -33,6 +33,7 @@ _ECHOED = (
     "DebugHookConfig", "DebugRuleConfigurations", "TensorBoardOutputConfig", "ExperimentConfig",
     "ProfilerConfig", "Environment", "RetryStrategy", "RemoteDebugConfig", "InfraCheckConfig",
     "SessionChainingConfig",
+    "TuningJobArn",  # set only by a tuning job's own call (the gateway passes no member the model lacks)
 )
 
 

@@ -279,7 +279,8 @@ class TuningJobs:
             spec["MetricDefinitions"] = doc["_MetricDefinitions"]
         hyperparameters = {**(definition.get("StaticHyperParameters") or {}), **tuned,
                            "_tuning_objective_metric": doc["_Objective"]["MetricName"]}
-        request = {"TrainingJobName": child, "AlgorithmSpecification": spec, "HyperParameters": hyperparameters}
+        request = {"TrainingJobName": child, "AlgorithmSpecification": spec, "HyperParameters": hyperparameters,
+                   "TuningJobArn": doc["HyperParameterTuningJobArn"]}  # DescribeTrainingJob shows it
         request.update({k: copy.deepcopy(definition[k]) for k in _TRAINING_KEYS if k in definition})
         if "ResourceConfig" not in request:
             request["ResourceConfig"] = _resource_config(definition["HyperParameterTuningResourceConfig"])

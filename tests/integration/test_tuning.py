@@ -84,6 +84,8 @@ def test_grid_search_tries_every_combination(sm, bucket, code):
                       "HyperParameterTuningJobStatus", 300)
     assert job["TrainingJobStatusCounters"]["Completed"] == 6
     assert job["BestTrainingJob"]["TunedHyperParameters"] == {"xval": "3", "flavour": "good"}
+    child = sm.describe_training_job(TrainingJobName=job["BestTrainingJob"]["TrainingJobName"])
+    assert child["TuningJobArn"] == job["HyperParameterTuningJobArn"]  # as DescribeTrainingJob shows it on AWS
     with pytest.raises(ClientError) as exc:
         sm.create_hyper_parameter_tuning_job(
             HyperParameterTuningJobName=unique("grid"), TrainingJobDefinition=_definition(bucket, code),
@@ -107,3 +109,19 @@ def test_tuning_step_in_a_pipeline(sm, bucket, code):
     job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_name)
     assert len(tuning_name) <= 32
     assert found["Best"]["FailureReason"] == f"3 {job['BestTrainingJob']['TrainingJobName']}"
+
+
+def test_a_member_the_model_lacks_never_reaches_the_service(emulator, sm, bucket, code):
+    """AWS ignores unknown members; a client's own ``TuningJobArn`` on CreateTrainingJob is not shown."""
+    import json
+    import urllib.request
+
+    name = unique("unknown-member")
+    request = {"TrainingJobName": name, **_definition(bucket, code), "TuningJobArn": "arn:aws:sagemaker:forged"}
+    request.pop("StaticHyperParameters", None)
+    body = json.dumps(request, default=str).encode()
+    http = urllib.request.Request(emulator.endpoint + "/", data=body, method="POST", headers={
+        "X-Amz-Target": "SageMaker.CreateTrainingJob", "Content-Type": "application/x-amz-json-1.1"})
+    with urllib.request.urlopen(http) as answer:
+        assert answer.status == 200
+    assert "TuningJobArn" not in sm.describe_training_job(TrainingJobName=name)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from smlocal.runtime import archives, container_command, contract, frameworks, gpus, jobfiles, remote_function
-from smlocal.runtime import distribution
+from smlocal.runtime import distribution, toolkit_failure
 from smlocal.runtime.algorithms import metrics as builtin_metrics
 from smlocal.runtime.backends.base import RunControl, RunSpec
 from smlocal.runtime.environments import RequirementsError, python_for_requirements
@@ -480,8 +480,8 @@ def _failure_reason(opt_ml: Path, result, command: tuple[str, ...], *, script_mo
     if script_mode:
         # The error text is always extracted (as the toolkit does for images that capture stderr):
         # a FailureReason that names the exception is what users need to act on.
-        return _clip(contract.script_failure_reason(result.exit_code, result.stderr_tail, command,
-                                                    capture_error=True, hardened=True))
+        return _clip(toolkit_failure.script_failure_reason(result.exit_code, result.stderr_tail, command,
+                                                           capture_error=True, hardened=True))
     return _clip(f"AlgorithmError: process exited with code {result.exit_code}")
 
 

@@ -153,7 +153,7 @@ def test_sklearn_train_from_a_sourcedir_tar_and_a_failing_script(engine, images,
         str(opt_ml): {"bind": "/opt/ml", "mode": "rw"}, str(failing): {"bind": "/opt/src", "mode": "ro"}})
     assert code != 0
     # the scikit-learn image runs the script without capturing stderr: an empty ErrorMessage, the
-    # traceback in the logs (as smlocal's process backend reports it, runtime/contract.py)
+    # traceback in the logs (as smlocal's process backend reports it, runtime/toolkit_failure.py)
     failure = (opt_ml / "output" / "failure").read_text()
     assert failure.startswith('ExecuteUserScriptError:\nExitCode 1\nErrorMessage ""\nCommand "/opt/venv/bin/python -- train.py"')
     assert "ValueError: bad column" in logs

@@ -31,7 +31,7 @@ import sys
 import pytest
 
 from smlocal.errors import ValidationError
-from smlocal.runtime import contract
+from smlocal.runtime import contract, toolkit_failure
 
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 SKLEARN_ENV = {"SAGEMAKER_TRAINING_MODULE": "sagemaker_sklearn_container.training:main"}
@@ -427,18 +427,18 @@ def test_package_command():
 
 
 def test_error_message_from_traceback():
-    assert contract.error_message(TRACEBACK) == ('raise ValueError("boom: bad value")\n'
-                                                 " ValueError: boom: bad value")
-    assert contract.error_message("all fine\n") == ""
-    assert contract.error_message("[1,0]<stderr>:KeyError: 'k'\n") == "KeyError: 'k'"
-    assert contract.error_message("", stdout="note: a KeyError\nmore\n") == "note: a KeyError\n more"
+    assert toolkit_failure.error_message(TRACEBACK) == ('raise ValueError("boom: bad value")\n'
+                                                        " ValueError: boom: bad value")
+    assert toolkit_failure.error_message("all fine\n") == ""
+    assert toolkit_failure.error_message("[1,0]<stderr>:KeyError: 'k'\n") == "KeyError: 'k'"
+    assert toolkit_failure.error_message("", stdout="note: a KeyError\nmore\n") == "note: a KeyError\n more"
 
 
 def test_failure_message_sklearn_image_has_no_error_message():
     command = contract.script_command("train.py", ["--epochs", "3"], python=PY)
-    assert contract.toolkit_failure_message(1, command, stderr=TRACEBACK) == (
+    assert toolkit_failure.toolkit_failure_message(1, command, stderr=TRACEBACK) == (
         f'ExecuteUserScriptError:\nExitCode 1\nErrorMessage ""\nCommand "{PY} train.py --epochs 3"')
-    assert contract.script_failure_reason(1, TRACEBACK, command) == (
+    assert toolkit_failure.script_failure_reason(1, TRACEBACK, command) == (
         f'AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage ""\n'
         f'Command "{PY} train.py --epochs 3", exit code: 1')
 
@@ -450,11 +450,11 @@ def test_failure_message_when_the_image_captures_stderr():
     stderr = ('warning: something\nTraceback (most recent call last):\n  File "/opt/ml/code/train.py", '
               'line 6, in <module>\n    f()\n  File "/opt/ml/code/train.py", line 5, in f\n'
               '    raise ValueError("boom: bad value")\nValueError: boom: bad value\n')
-    assert contract.toolkit_failure_message(1, command, stderr=stderr, stdout=stdout, capture_error=True) == (
+    assert toolkit_failure.toolkit_failure_message(1, command, stderr=stderr, stdout=stdout, capture_error=True) == (
         'ExecuteUserScriptError:\nExitCode 1\nErrorMessage "starting; a KeyError-free line\n'
         ' raise ValueError("boom: bad value")\n ValueError: boom: bad value"\n'
         f'Command "{PY} train.py --epochs 3 --name a b --q "x""')
-    reason = contract.script_failure_reason(1, stderr, command, capture_error=True)
+    reason = toolkit_failure.script_failure_reason(1, stderr, command, capture_error=True)
     assert reason == ('AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage '
                       '"raise ValueError("boom: bad value")\n ValueError: boom: bad value"\n'
                       f'Command "{PY} train.py --epochs 3 --name a b --q "x"", exit code: 1')
@@ -464,28 +464,28 @@ def test_failure_message_of_shell_scripts():
     # Goldens from sagemaker-training 4.8.4 running a failing train.sh (exit 3).
     stderr = "ls: cannot access 'x': No such file or directory\nRuntimeError: from shell\n"
     plain = contract.script_command("train.sh", ARGS, python=PY)
-    assert contract.toolkit_failure_message(3, plain, stderr=stderr) == (
+    assert toolkit_failure.toolkit_failure_message(3, plain, stderr=stderr) == (
         'ExecuteUserScriptError:\nExitCode 3\nErrorMessage ""\n'
         "Command \"/bin/sh -c ./train.sh --epochs 3 --name 'a b' --q '\"x\"'\"")
     captured = contract.script_command("train.sh", ARGS, python=PY, capture_error=True)
-    assert contract.toolkit_failure_message(3, captured, stderr=stderr, capture_error=True) == (
+    assert toolkit_failure.toolkit_failure_message(3, captured, stderr=stderr, capture_error=True) == (
         'ExecuteUserScriptError:\nExitCode 3\nErrorMessage "RuntimeError: from shell"\n'
         "Command \"/bin/sh -c \"./train.sh --epochs 3 --name 'a b' --q '\"x\"'\"\"")
     hardened = contract.script_command("train.py", ["--a", "1"], python=PY, hardened=True)
-    assert contract.toolkit_failure_message(2, hardened, stderr="OSError: x", capture_error=True,
-                                            hardened=True).endswith(f'Command "{PY} -- train.py --a 1"')
+    assert toolkit_failure.toolkit_failure_message(2, hardened, stderr="OSError: x", capture_error=True,
+                                                   hardened=True).endswith(f'Command "{PY} -- train.py --a 1"')
 
 
 def test_failure_extra_info_and_length_limit():
     command = (PY, "train.py")
-    oom = contract.toolkit_failure_message(137, command)
+    oom = toolkit_failure.toolkit_failure_message(137, command)
     assert oom == (f'ExecuteUserScriptError:\nExitCode 137\nErrorMessage ""\n'
                    f'ExtraInfo "OutOfMemory: Process killed by SIGKILL (signal 9)"\nCommand "{PY} train.py"')
-    xla = contract.toolkit_failure_message(1, ("/bin/sh", "-c", "x"), capture_error=True,
-                                           stderr="RuntimeError at torch_xla/core.py\n")
+    xla = toolkit_failure.toolkit_failure_message(1, ("/bin/sh", "-c", "x"), capture_error=True,
+                                                  stderr="RuntimeError at torch_xla/core.py\n")
     assert 'ExtraInfo "SMTrainingCompiler Error: Error occurred in SMTrainingCompiler."' in xla
-    long = contract.script_failure_reason(1, "ValueError: " + "x" * 5000, ("/bin/sh", "-c", "c"),
-                                          capture_error=True)
+    long = toolkit_failure.script_failure_reason(1, "ValueError: " + "x" * 5000, ("/bin/sh", "-c", "c"),
+                                                 capture_error=True)
     assert len(long) == 1024 and long.startswith("AlgorithmError: ExecuteUserScriptError:")
     assert long.endswith(", exit code: 1")
 
@@ -514,7 +514,7 @@ def test_contract_runs_a_real_script(tmp_path):
     seen = json.loads((root / "model" / "out.json").read_text())
     assert seen["args"] == {"epochs": 3, "lr": 0.1, "name": "x"} and seen["hps"] == SDK_HPS
     assert seen["model"] == str(root / "model") and seen["cwd"] == str(root / "code")
-    reason = contract.script_failure_reason(proc.returncode, proc.stderr, command, capture_error=True)
+    reason = toolkit_failure.script_failure_reason(proc.returncode, proc.stderr, command, capture_error=True)
     assert reason.startswith('AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage "raise ')
     assert "ValueError: boom\"\nCommand" in reason
 

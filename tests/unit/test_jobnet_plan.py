@@ -12,7 +12,7 @@ from smlocal.runtime.backends.jobnet import HostNetwork
 from smlocal.runtime.backends.jobnet_plan import (MAX_HOSTS, addresses, encode_endpoints, host_address, hosts_file,
                                                   needs_network, relayed_endpoints)
 from smlocal.runtime.backends.jobnet_switch import parse_endpoints
-from smlocal.runtime.backends.process import encode_plan, gpu_device_nodes, sandbox_plan
+from smlocal.runtime.backends.sandbox_plan import encode_plan, gpu_device_nodes, sandbox_plan
 from smlocal.runtime.backends.sandbox_init import decode_plan
 
 from test_sandbox_plan import BASE, JOB, MOUNTS, SCRATCH, fake_host  # the same fake host

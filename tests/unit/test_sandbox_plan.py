@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from smlocal.runtime.backends.base import RunSpec, SandboxPolicy
-from smlocal.runtime.backends.process import (
+from smlocal.runtime.backends.sandbox_plan import (
     CREDENTIAL_PATHS,
     HostFacts,
     Mount,

@@ -5,8 +5,8 @@ Started by :class:`smlocal.runtime.backends.process.ProcessBackend` through ``un
 the host's network namespace) as ``python -I -S sandbox_init.py COMMAND...``, so it runs as
 root of a fresh user namespace, as pid 1 of a fresh PID namespace, with a private mount table. The
 environment variable ``SMLOCAL_SANDBOX_PLAN`` (removed before the job starts) holds
-:func:`smlocal.runtime.backends.process.sandbox_plan` in the text form of
-:func:`smlocal.runtime.backends.process.encode_plan`. Every source of a bind or a layer is opened
+:func:`smlocal.runtime.backends.sandbox_plan.sandbox_plan` in the text form of
+:func:`smlocal.runtime.backends.sandbox_plan.encode_plan`. Every source of a bind or a layer is opened
 (``O_PATH``) before the first step, then the steps run in order:
 
 * before ``pivot``, in the new root (``SCRATCH/root``): ``root`` (the new root, a bind of that

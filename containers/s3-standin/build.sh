@@ -8,13 +8,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 tag="smlocal/s3-standin:latest"
 base="smlocal/base:bookworm"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --tag) tag="$2"; shift 2 ;;
-    --base-image) base="$2"; shift 2 ;;
-    *) echo "usage: $0 [--tag TAG] [--base-image IMAGE]" >&2; exit 2 ;;
-  esac
-done
+source "$repo/containers/build-args.sh"
 rclone="${SMLOCAL_RCLONE:-}"
 if [ -z "$rclone" ]; then
   for candidate in "${SMLOCAL_VENV:-$repo/.venv}/bin/rclone" "$(command -v rclone || true)"; do

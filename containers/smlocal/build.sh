@@ -8,13 +8,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tag="smlocal/smlocal:latest"
 base="smlocal/base:bookworm"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --tag) tag="$2"; shift 2 ;;
-    --base-image) base="$2"; shift 2 ;;
-    *) echo "usage: $0 [--tag TAG] [--base-image IMAGE]" >&2; exit 2 ;;
-  esac
-done
+source "$repo/containers/build-args.sh"
 wheels="$repo/build/smlocal-wheels"
 mkdir -p "$wheels"
 rm -f "$wheels"/smlocal-*.whl   # always this tree's smlocal; the dependencies' wheels are kept

@@ -24,10 +24,10 @@ from smlocal.runtime.image_catalog import find_image
 BASE_IMAGE = "smlocal/base:bookworm"
 
 
-def unavailable(reason: str):
-    """Skips with the reason; CI (``SMLOCAL_CI=1``) must run the Docker tests, so there it fails."""
+def unavailable(reason: str, tests: str = "the Docker tests"):
+    """Skips with the reason; CI (``SMLOCAL_CI=1``) must run ``tests``, so there it fails."""
     if os.environ.get("SMLOCAL_CI"):
-        pytest.fail(f"{reason}, and CI must run the Docker tests")
+        pytest.fail(f"{reason}, and CI must run {tests}")
     pytest.skip(reason)
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from docker_images import unavailable
+
 from sandbox_support import data
 from smlocal.runtime.backends.base import RunControl, RunSpec
 from smlocal.runtime.backends.process import SOFTWARE_DIRS
@@ -276,7 +278,7 @@ def tools_with_a_host_mount(tmp_path):
     import subprocess
 
     if os.getuid() != 0:
-        pytest.skip("mounting a tmpfs on the host needs root")
+        unavailable("mounting a tmpfs on the host needs root", "the sandbox tests (it runs as root)")
     tools = tmp_path / "tools"
     (tools / "bin").mkdir(parents=True)
     (tools / "mounted").mkdir()
@@ -361,9 +363,9 @@ def test_an_unprivileged_user_gets_the_same_sandbox(tmp_path):
 
     allowed, reason = _unprivileged_userns_allowed()
     if not allowed:
-        pytest.skip(reason)
+        unavailable(reason, "the sandbox tests")
     if os.getuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root (to become uid 65534 with setpriv) and setpriv")
+        unavailable("needs root (to become uid 65534 with setpriv) and setpriv", "the sandbox tests (it runs as root)")
     root = Path(tempfile.mkdtemp(prefix="smlocal-nobody-"))
     host_file = Path(tempfile.mkdtemp(prefix="smlocal-nobody-", dir="/var/tmp")) / "owned.txt"
     try:
@@ -406,8 +408,9 @@ def test_an_unprivileged_user_gets_the_same_sandbox(tmp_path):
 
 
 # ---- the host's mounts change while a job starts (e.g. Docker containers starting and ending)
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs on the host needs root (CI runs as root)")
 def test_a_host_mount_that_vanishes_between_plan_and_start_does_not_fail_the_job(data, monkeypatch):
+    if os.geteuid() != 0:
+        unavailable("mounting a tmpfs on the host needs root", "the sandbox tests (it runs as root)")
     import subprocess
 
     from smlocal.runtime.backends import process

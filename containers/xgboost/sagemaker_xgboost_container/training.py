@@ -11,7 +11,9 @@ import logging
 import os
 import sys
 
-from sagemaker_training import entry_point, environment, runner
+from sagemaker_training import environment
+
+from smlocal_container.script_mode import run_user_script
 
 logger = logging.getLogger(__name__)
 
@@ -20,14 +22,7 @@ def train(env: environment.Environment) -> int:
     """Runs the job; returns the exit code of the built-in algorithm (script mode raises on
     failure, as the toolkit expects)."""
     if env.user_entry_point:
-        logger.info("Invoking user training script.")
-        entry_point.run(
-            uri=env.module_dir,
-            user_entry_point=env.user_entry_point,
-            args=env.to_cmd_args(),
-            env_vars=env.to_env_vars(),
-            runner_type=runner.ProcessRunnerType,
-        )
+        run_user_script(env)
         return 0
     logger.info("Running the built-in XGBoost algorithm.")
     from smlocal.runtime.algorithms import xgboost_algo

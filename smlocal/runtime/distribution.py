@@ -25,9 +25,11 @@ first distribution host), ``MASTER_PORT=7777`` and the NCCL settings the image s
 runner starts.
 
 smlocal runs ``torchrun`` as this machine's ``python -m torch.distributed.run``. The MPI runners
-need an MPI runtime (``mpirun``) and, on AWS, SSH between the hosts: smlocal runs them on one host
-when ``mpirun`` is installed and fails the job with a reason otherwise (see
-:class:`DistributionError`).
+need an MPI runtime (``mpirun``; without one the job fails saying what to install, see
+:class:`DistributionError`) and, on AWS, SSH between the hosts: on several hosts smlocal's launch
+agent (``mpi_agent``, run by path in the sandbox) takes SSH's place, with the toolkit's steps: the
+workers serve on port 22 and wait, the master waits for them, runs the toolkit's ``mpirun`` command
+with the agent as Open MPI's rsh launcher, then tells the workers the run is over.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 TORCH_DISTRIBUTED = "sagemaker_torch_distributed_enabled"
@@ -48,6 +51,8 @@ SMDATAPARALLEL_CUSTOM_OPTIONS = "sagemaker_distributed_dataparallel_custom_mpi_o
 MASTER_PORT = "7777"  # the PyTorch image's and torch_distributed.py's
 TORCHRUN_MODULE = "torch.distributed.run"  # what the image's ``torchrun`` executable runs
 FAILURE_EXIT_CODE = 1  # the toolkit exits 1 after a ClientError
+MPI_AGENT = str(Path(__file__).resolve().with_name("mpi_agent.py"))  # run by path: the sandbox's python
+CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # mpirun -x when set
 MPI_PACKAGES = "an MPI runtime (Debian/Ubuntu: apt-get install openmpi-bin; then pip install mpi4py)"
 
 PROCESS = "process"
@@ -69,12 +74,15 @@ class HostLaunch:
         command: The argv (the default script command for ``process``).
         env: Variables the image's toolkit sets on top of the job's environment.
         processes_per_host: As the toolkit computes it (the raw value when it is not a number).
+        launch_agent: The host runs smlocal's MPI launch agent (an MPI job of several hosts): the
+            job's hosts need one shared ``mpi_agent.TOKEN_ENV``.
     """
 
     runner: str
     command: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     processes_per_host: Any = 1
+    launch_agent: bool = False
 
 
 def runner_for(training_env: Mapping[str, Any]) -> str:
@@ -124,7 +132,8 @@ def entry_point_kind(program: str, *, package: bool) -> str:
 
 
 def plan(training_env: Mapping[str, Any], default_command: Sequence[str], *, program: str,
-         args: Sequence[str], python: str, package: bool, mpirun: str | None) -> HostLaunch:
+         args: Sequence[str], python: str, package: bool, mpirun: str | None,
+         env_names: Sequence[str] = ()) -> HostLaunch:
     """What this host of a PyTorch script-mode job runs.
 
     Args:
@@ -135,10 +144,12 @@ def plan(training_env: Mapping[str, Any], default_command: Sequence[str], *, pro
         python: The job's interpreter.
         package: The code directory holds a setup.py.
         mpirun: Path of this machine's ``mpirun``, or None when there is none.
+        env_names: The names in the host's environment; the toolkit's own (``SM_*``) and the AWS
+            credentials are passed to every rank with ``mpirun -x``, as the toolkit passes them.
 
     Raises:
         DistributionError: The toolkit's ClientError (torch_distributed with a package or a
-            command entry point), or an MPI runner smlocal cannot run.
+            command entry point), or an MPI runner smlocal cannot run (no ``mpirun``).
     """
     runner = runner_for(training_env)
     env = image_environment(training_env)
@@ -163,15 +174,16 @@ def plan(training_env: Mapping[str, Any], default_command: Sequence[str], *, pro
             f"AlgorithmError: smlocal: distribution {name} runs its script with mpirun, and this "
             f"machine has no mpirun: install {MPI_PACKAGES} and run the job again, or use "
             "distribution={'torch_distributed': {'enabled': True}} (torchrun, no MPI needed).")
-    if len(hosts) > 1:
-        raise DistributionError(
-            f"AlgorithmError: smlocal: distribution {name} with {len(hosts)} instances needs mpirun to "
-            "start ranks on the other hosts, which the SageMaker images do over SSH; smlocal's "
-            "process backend has no SSH between hosts. Run it with instance_count=1, or use "
-            "torch_distributed (torchrun, which needs no SSH) for several instances.")
-    command = mpirun_command(training_env, per_host, mpirun, runner=runner) + _mpi_python_command(
-        kind, program, args, python)
-    return HostLaunch(runner, tuple(command), env, per_host)
+    command = mpirun_command(training_env, per_host, mpirun, runner=runner, env_names=env_names) + \
+        _mpi_python_command(kind, program, args, python)
+    if len(hosts) <= 1:
+        return HostLaunch(runner, tuple(command), env, per_host)
+    master = str(training_env.get("master_hostname") or hosts[0])
+    if training_env.get("current_host") == master:  # mpi.MasterRunner: waits for the workers, runs mpirun
+        workers = ",".join(h for h in hosts if h != master)
+        return HostLaunch(runner, (python, MPI_AGENT, "master", workers, "--", *command), env, per_host, True)
+    # mpi.WorkerRunner: serves the master's mpirun (sshd's part) until the run is over
+    return HostLaunch(runner, (python, MPI_AGENT, "worker", master), env, per_host, True)
 
 
 def torchrun_command(training_env: Mapping[str, Any], per_host: Any, program: str, args: Sequence[str],
@@ -187,9 +199,10 @@ def torchrun_command(training_env: Mapping[str, Any], per_host: Any, program: st
     return (*command, program, *args)
 
 
-def mpirun_command(training_env: Mapping[str, Any], per_host: Any, mpirun: str, *, runner: str) -> list[str]:
-    """The ``mpirun`` part of ``mpi.MasterRunner`` / ``smdataparallel.SMDataParallelRunner`` on one
-    host (no ``-x LD_PRELOAD`` of the toolkit's gethostname shim: the host's name is its own)."""
+def mpirun_command(training_env: Mapping[str, Any], per_host: Any, mpirun: str, *, runner: str,
+                   env_names: Sequence[str] = ()) -> list[str]:
+    """The ``mpirun`` part of ``mpi.MasterRunner`` / ``smdataparallel.SMDataParallelRunner`` (no
+    ``-x LD_PRELOAD`` of the toolkit's gethostname shim: each host's name is its own)."""
     framework = training_env.get("additional_framework_parameters") or {}
     hosts = list(training_env.get("distribution_hosts") or training_env.get("hosts") or [])
     interface = str(training_env.get("network_interface_name") or "eth0")
@@ -202,7 +215,8 @@ def mpirun_command(training_env: Mapping[str, Any], per_host: Any, mpirun: str, 
     custom = shlex.split(str(framework.get(options_key) or ""))
     nccl_debug, extra = _nccl_debug(custom)
     total = (framework.get(NUM_PROCESSES) if runner == MPIRUN else None) or count * len(hosts)
-    host_list = hosts if count == 1 and runner == MPIRUN else [f"{h}:{count}" for h in hosts]
+    plain = count == 1 if runner == MPIRUN else len(hosts) == 1  # the SMDDP runner counts slots on several
+    host_list = hosts if plain else [f"{h}:{count}" for h in hosts]
     command = [mpirun, "--host", ",".join(host_list), "-np", str(total), "--allow-run-as-root"]
     command += ["--display-map", "--tag-output"] if runner == MPIRUN else ["--tag-output", "--oversubscribe"]
     command += ["-mca", "btl_tcp_if_include", interface, "-mca", "oob_tcp_if_include", interface,
@@ -213,11 +227,25 @@ def mpirun_command(training_env: Mapping[str, Any], per_host: Any, mpirun: str, 
                 "-mca", "btl_vader_single_copy_mechanism", "none"]
     if runner == MPIRUN:
         command += ["-x", "NCCL_MIN_NRINGS=4"]
+    else:
+        command += ["-mca", "plm_rsh_num_concurrent", str(len(hosts))]
     command += ["-x", f"NCCL_SOCKET_IFNAME={interface}", "-x", f"NCCL_DEBUG={nccl_debug}",
                 "-x", "LD_LIBRARY_PATH", "-x", "PATH"]
     if runner == SMDDP:
-        command += ["-x", "SMDATAPARALLEL_USE_SINGLENODE=1"]
-    return command + extra
+        many = len(hosts) > 1
+        command += ["-x", "SMDATAPARALLEL_USE_HOMOGENEOUS=1" if many else "SMDATAPARALLEL_USE_SINGLENODE=1"]
+        command += extra
+        if many:  # the server the toolkit names for a multi-node run
+            command += ["-x", f"SMDATAPARALLEL_SERVER_ADDR={training_env.get('master_hostname') or hosts[0]}",
+                        "-x", "SMDATAPARALLEL_SERVER_PORT=7592",
+                        "-x", f"SAGEMAKER_INSTANCE_TYPE={training_env.get('current_instance_type') or ''}"]
+        return command
+    command += extra
+    names = set(env_names)  # mpi.MasterRunner passes the credentials and its own variables to every rank
+    for name in (*CREDENTIALS, *sorted(n for n in names if n.startswith("SM_"))):
+        if name in names:
+            command += ["-x", name]
+    return command
 
 
 def _mpi_python_command(kind: str, program: str, args: Sequence[str], python: str) -> list[str]:

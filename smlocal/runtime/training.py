@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import shutil
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from smlocal.runtime import archives, container_command, contract, frameworks, gpus, jobfiles, remote_function
-from smlocal.runtime import distribution, toolkit_failure
+from smlocal.runtime import distribution, mpi_agent, toolkit_failure
 from smlocal.runtime.algorithms import metrics as builtin_metrics
 from smlocal.runtime.backends.base import RunControl, RunSpec
 from smlocal.runtime.environments import RequirementsError, python_for_requirements
@@ -262,11 +263,13 @@ class _LocalLaunch:
                 plans = [distribution.plan(
                     json.loads(layout.env["SM_TRAINING_ENV"]), command, program=params.program,
                     args=layout.args, python=python, package=(folders[0] / "code" / "setup.py").is_file(),
-                    mpirun=shutil.which("mpirun", path=layout.env.get("PATH") or os.environ.get("PATH")))
-                    for layout in layouts]
+                    mpirun=shutil.which("mpirun", path=layout.env.get("PATH") or os.environ.get("PATH")),
+                    env_names=tuple(layout.env)) for layout in layouts]
             except distribution.DistributionError as exc:
                 raise JobFailure(str(exc)) from exc
             extra_env = {**plans[0].env, **extra_env}
+            if any(plan.launch_agent for plan in plans):  # one per job: only its own hosts start processes
+                extra_env[mpi_agent.TOKEN_ENV] = secrets.token_hex(16)
             for host, plan in zip(self.hosts(job), plans):
                 commands[host] = plan.command
                 if plan.runner != distribution.PROCESS:

@@ -36,7 +36,7 @@ import json, os, socket, threading, time
 hosts = json.loads(os.environ["SM_HOSTS"])
 me = os.environ["SM_CURRENT_HOST"]
 token = os.environ.get("TOKEN", "")
-PORT = 7000
+PORT = 22  # below 1024 (sshd's, which the MPI launch agent takes): any port binds in a host, as in a container
 report = {"hostname": socket.gethostname(), "addresses": {h: socket.gethostbyname(h) for h in hosts},
           "received": [], "replies": {}, "probes": {}}
 server = socket.socket()

@@ -81,10 +81,40 @@ def test_mpi_modes_without_mpirun_name_what_to_install(flag):
     assert "no mpirun" in str(caught.value) and "openmpi-bin" in str(caught.value)
 
 
-def test_mpi_on_several_hosts_is_refused_with_the_reason():
-    with pytest.raises(distribution.DistributionError) as caught:
-        _plan(_env({"sagemaker_mpi_enabled": True}, count=2), mpirun="/usr/bin/mpirun")
-    assert "SSH" in str(caught.value) and "instance_count=1" in str(caught.value)
+def test_mpi_on_several_hosts_runs_mpirun_on_the_master_through_the_launch_agent():
+    framework = {"sagemaker_mpi_enabled": True, "sagemaker_mpi_num_of_processes_per_host": 2}
+    names = ("PATH", "SM_CURRENT_HOST", "SM_HP_EPOCHS", "AWS_ACCESS_KEY_ID", "OTHER")
+    master = distribution.plan(_env(framework, count=3), (PYTHON, "train.py"), program="train.py", args=(),
+                               python=PYTHON, package=False, mpirun="/usr/bin/mpirun", env_names=names)
+    assert master.launch_agent and master.command[:5] == (PYTHON, distribution.MPI_AGENT, "master",
+                                                          "algo-2,algo-3", "--")
+    mpirun = list(master.command[5:])
+    assert mpirun[:5] == ["/usr/bin/mpirun", "--host", "algo-1:2,algo-2:2,algo-3:2", "-np", "6"]
+    # mpi.MasterRunner passes the credentials, then its own variables, to every rank
+    exported = [mpirun[i + 1] for i, arg in enumerate(mpirun) if arg == "-x"]
+    assert exported[-3:] == ["AWS_ACCESS_KEY_ID", "SM_CURRENT_HOST", "SM_HP_EPOCHS"] and "OTHER" not in exported
+    worker = _plan(_env(framework, host="algo-3", count=3), mpirun="/usr/bin/mpirun")
+    assert worker.launch_agent and worker.command == (PYTHON, distribution.MPI_AGENT, "worker", "algo-1")
+
+
+def test_the_launch_agent_runs_by_path_from_the_standard_library_only():
+    import ast
+
+    tree = ast.parse(open(distribution.MPI_AGENT).read())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "smlocal" not in imported and imported <= set(__import__("sys").stdlib_module_names) | {"__future__"}
+
+
+def test_pytorchddp_on_several_hosts_is_the_toolkit_homogeneous_mode():
+    env = _env({"sagemaker_pytorch_ddp_enabled": True}, count=2, num_gpus=8)
+    mpirun = list(_plan(env, mpirun="/usr/bin/mpirun").command[5:])
+    assert mpirun[mpirun.index("--host") + 1] == "algo-1:8,algo-2:8" and mpirun[mpirun.index("-np") + 1] == "16"
+    assert "SMDATAPARALLEL_USE_HOMOGENEOUS=1" in mpirun and "SMDATAPARALLEL_SERVER_ADDR=algo-1" in mpirun
+    assert mpirun[mpirun.index("plm_rsh_num_concurrent") + 1] == "2"
+    one = list(_plan(_env({"sagemaker_pytorch_ddp_enabled": True}, num_gpus=8), mpirun="/usr/bin/mpirun").command)
+    assert one[one.index("--host") + 1] == "algo-1" and "SMDATAPARALLEL_USE_SINGLENODE=1" in one
 
 
 def test_mpi_one_host_is_the_toolkit_mpirun_with_mpi4py():

@@ -6,7 +6,8 @@ a user namespace the user running smlocal owns (no privilege on the machine need
 namespace holding only the bridge ``br0``. For each address it forks a *holder*, which makes a
 network namespace of its own (owned by the same user namespace), and joins it to the bridge by a
 veth pair (``hN`` on the bridge, ``eth0`` in the host's namespace; one ``ip -batch``). Each holder
-then brings ``lo`` and ``eth0`` up with its address, opens a listening TCP socket on each
+then brings ``lo`` and ``eth0`` up with its address, lets any port be bound there (as Docker sets
+``net.ipv4.ip_unprivileged_port_start=0`` in a container), opens a listening TCP socket on each
 ``ADDRESS:PORT`` of ``ENDPOINTS`` in its namespace (:func:`parse_endpoints`; may be empty: smlocal's
 loopback endpoints) and hands them to smlocal over the ``CHANNEL_FD`` socket (``SOCK_SEQPACKET``,
 one message per host: its 1-based index, the sockets as ``SCM_RIGHTS``), then closes its end of
@@ -62,6 +63,11 @@ def _configure(address: str, prefix_bits: int) -> None:
         fcntl.ioctl(sock, SIOCSIFADDR, _ifreq_address("eth0", address))
         fcntl.ioctl(sock, SIOCSIFNETMASK, _ifreq_address("eth0", mask))
         _up(sock, "eth0")
+    try:  # any port may be bound in the host's namespace, as in a Docker container (sshd's 22 too)
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as knob:
+            knob.write("0")
+    except FileNotFoundError:  # kernels before 4.11: only the namespace's root binds below 1024
+        pass
 
 
 def parse_endpoints(text: str) -> list[tuple[str, int]]:

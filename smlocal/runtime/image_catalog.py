@@ -160,7 +160,7 @@ _CATALOG: tuple[FrameworkImage, ...] = (
                       "1.9.1", "1.10.0", "1.10.2", "1.11.0", "1.12.0", "1.12.1", "1.13.1", "2.0.0",
                       "2.0.1", "2.1.0", "2.2.0", "2.3.0", "2.4.0", "2.5.1", "2.6.0", "2.7.1", "2.8.0"),
         packages=("torch 2.13.0+cpu", "numpy 2.2.6", "sagemaker-pytorch-training 3.0.0",
-                  "sagemaker-training 5.1.4"),
+                  "sagemaker-training 5.1.4", "mpi4py 4.1.2", "Open MPI 4.1 (Debian)", "OpenSSH"),
         tag_pattern=_DLC_TAG,
     ),
 )

@@ -11,6 +11,12 @@ between two hosts on the job network against the same all-reduce on loopback.
   Bandwidth = tensor bytes / seconds per all-reduce (GB/s, 1e9 bytes; for 2 ranks the "bus"
   bandwidth is the same figure).
 
+* MPI (the ``mpi`` distribution of a PyTorch job, Open MPI's ``mpirun`` through smlocal's launch
+  agent): mpi4py ``Allreduce`` (SUM) of the same float32 buffers, 3 warm-up then ``BENCH_ITERS``
+  timed, 2 hosts x 1 rank against 1 host x 2 ranks (Open MPI's shared memory), and the job's
+  CreateTrainingJob → Completed (the agent's wait for the workers and mpirun's start included).
+  Needs Open MPI and mpi4py; skipped (said in the results) without them.
+
 ``BENCH_BACKEND=docker`` runs the start-up part on the Docker backend instead (results in
 ``multihost_docker.json``; smlocal's scikit-learn image must be built). The all-reduce part needs
 torch in the job, which that image lacks, so it runs on the process backend only.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import statistics
 import sys
 import tarfile
@@ -68,6 +75,27 @@ if __name__ == "__main__":
         sys.exit(max(p.exitcode for p in procs))
 '''
 
+PYTORCH_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311"
+MPI_ALLREDUCE = r'''
+import json, os, time
+import numpy
+from mpi4py import MPI
+
+comm = MPI.COMM_WORLD
+mb, iters = int(os.environ["BENCH_MB"]), int(os.environ["BENCH_ITERS"])
+send = numpy.ones(mb * 1024 * 1024 // 4, dtype=numpy.float32)
+receive = numpy.empty_like(send)
+for _ in range(3):
+    comm.Allreduce(send, receive, op=MPI.SUM)
+comm.Barrier()
+start = time.perf_counter()
+for _ in range(iters):
+    comm.Allreduce(send, receive, op=MPI.SUM)
+seconds = (time.perf_counter() - start) / iters
+if comm.Get_rank() == 0:
+    print("allreduce " + json.dumps({"seconds": seconds, "gb_per_s": send.nbytes / seconds / 1e9}), flush=True)
+'''
+
 
 def _bundle(script: str) -> bytes:
     buf = io.BytesIO()
@@ -78,12 +106,14 @@ def _bundle(script: str) -> bytes:
     return buf.getvalue()
 
 
-def _job(sm, emu, name: str, code: str, hosts: int, env: dict | None = None) -> tuple[float, dict]:
+def _job(sm, emu, name: str, code: str, hosts: int, env: dict | None = None, *, image: str = IMAGE,
+         hyperparameters: dict | None = None) -> tuple[float, dict]:
     created = time.time()
     sm.create_training_job(
         TrainingJobName=name, RoleArn=emu.role_arn,
-        AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
-        HyperParameters={"sagemaker_program": '"train.py"', "sagemaker_submit_directory": f'"{code}"'},
+        AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
+        HyperParameters={"sagemaker_program": '"train.py"', "sagemaker_submit_directory": f'"{code}"',
+                         **(hyperparameters or {})},
         Environment=env or {},
         OutputDataConfig={"S3OutputPath": "s3://bench/out"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": hosts, "VolumeSizeInGB": 1},
@@ -142,6 +172,35 @@ def allreduce(sm, emu, mb: int, iters: int) -> dict:
     return result
 
 
+def mpi(sm, emu, mb: int, iters: int) -> dict:
+    import shutil
+
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return {"skipped": "mpi4py is not installed"}
+    if shutil.which("mpirun") is None:
+        return {"skipped": "Open MPI is not installed (mpirun)"}
+    code = "s3://bench/code/mpi.tar.gz"
+    emu.client("s3").put_object(Bucket="bench", Key="code/mpi.tar.gz", Body=_bundle(MPI_ALLREDUCE))
+    env = {"BENCH_MB": str(mb), "BENCH_ITERS": str(iters)}
+    result = {}
+    for label, hosts, per_host in (("one_host_2_ranks", 1, 2), ("job_network_2_hosts", 2, 1)):
+        name = f"mpi-{hosts}-{int(time.time())}"
+        created, job = _job(sm, emu, name, code, hosts, env, image=PYTORCH_IMAGE, hyperparameters={
+            "sagemaker_mpi_enabled": "true", "sagemaker_mpi_num_of_processes_per_host": str(per_host)})
+        ended = time.time()
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        # mpirun --tag-output prefixes rank 0's line with [1,0]<stdout>:
+        found = (re.search(r"allreduce (\{.*\})", line) for line in _log_lines(emu, name))
+        lines = [json.loads(match.group(1)) for match in found if match]
+        assert len(lines) == 1, lines
+        result[label] = {**lines[0], "job_completed_s": ended - created}
+    result["ratio_network_over_one_host"] = (result["job_network_2_hosts"]["gb_per_s"]
+                                             / result["one_host_2_ranks"]["gb_per_s"])
+    return result
+
+
 def main() -> None:
     from smlocal.config import load_settings
     from smlocal.server import Emulator
@@ -155,6 +214,7 @@ def main() -> None:
         data = {"backend": backend, "runs": runs, "startup": startup(sm, emu, runs)}
         if backend == "process":
             data["allreduce"] = {"tensor_mb": mb, "iterations": iters, **allreduce(sm, emu, mb, iters)}
+            data["mpi_allreduce"] = {"tensor_mb": mb, "iterations": iters, **mpi(sm, emu, mb, iters)}
     write("multihost" if backend == "process" else f"multihost_{backend}", data)
 
 

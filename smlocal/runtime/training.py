@@ -130,6 +130,7 @@ def run_training_job(job: dict, ctx: RuntimeContext, reporter: TrainingReporter,
             hostname=host,
             hosts=hosts,
             job=job_marker("training", name),
+            own_network=launch.own_network,
         ) for host, folder, host_layout, gpu in zip(hosts, folders, layouts, gpu_plans)]
         remaining = _remaining_runtime(job)
         # each host's output goes to its own log stream (<job>/algo-N-<epoch>), as on AWS
@@ -183,6 +184,7 @@ class _Launch:
         env: Environment on top of the job's own (a requirements environment's pip settings...).
         script_mode: Whether a failure is the framework toolkit's (FailureReason from stderr).
         commands: A host's own command where it differs from ``command`` (torchrun's node rank).
+        own_network: The hosts need the job's private network even alone (mpirun's ``eth0``).
     """
 
     python: str
@@ -191,6 +193,7 @@ class _Launch:
     env: dict[str, str] = field(default_factory=dict)
     script_mode: bool = False
     commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    own_network: bool = False
 
 
 class _Launcher(Protocol):
@@ -258,6 +261,7 @@ class _LocalLaunch:
         for folder in folders[1:] if script_mode else ():  # every host has its own /opt/ml/code
             shutil.copytree(folders[0] / "code", folder / "code", symlinks=True, dirs_exist_ok=True)
         commands: dict[str, tuple[str, ...]] = {}
+        own_network = False
         if script_mode and runtime.framework == "pytorch":
             try:
                 plans = [distribution.plan(
@@ -270,11 +274,14 @@ class _LocalLaunch:
             extra_env = {**plans[0].env, **extra_env}
             if any(plan.launch_agent for plan in plans):  # one per job: only its own hosts start processes
                 extra_env[mpi_agent.TOKEN_ENV] = secrets.token_hex(16)
+            # Open MPI binds the job's interface (-mca oob/btl_tcp_if_include eth0), alone too
+            own_network = any(plan.runner in (distribution.MPIRUN, distribution.SMDDP) for plan in plans)
             for host, plan in zip(self.hosts(job), plans):
                 commands[host] = plan.command
                 if plan.runner != distribution.PROCESS:
                     reporter.log(f"smlocal: {host}: {plan.runner} runs {shlex.join(plan.command)}")
-        return _Launch(python, tuple(command), workdir, extra_env, script_mode=script_mode, commands=commands)
+        return _Launch(python, tuple(command), workdir, extra_env, script_mode=script_mode, commands=commands,
+                       own_network=own_network)
 
 
 def _local_command(job: dict, runtime: Runtime, layout: contract.JobLayout, opt_ml: Path, ctx: RuntimeContext,

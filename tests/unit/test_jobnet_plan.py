@@ -22,6 +22,7 @@ def test_several_hosts_or_always_get_a_network():
     assert needs_network(("algo-1", "algo-2"), "multi-host")
     assert not needs_network(("algo-1",), "multi-host")
     assert needs_network(("algo-1",), "always")
+    assert needs_network(("algo-1",), "multi-host", asked=True)  # an MPI host binds eth0 alone too
 
 
 def test_addresses_are_one_per_host_in_order_and_bounded():

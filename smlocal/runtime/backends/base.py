@@ -46,6 +46,8 @@ class RunSpec:
         gpus: this machine's GPU indices the host gets as devices: a container's device request;
             the process backend's sandbox shows their ``/dev/nvidia*`` nodes (``env`` names them
             in CUDA_VISIBLE_DEVICES).
+        own_network: the host needs the job's private network even when it is the only one (Open
+            MPI binds the job's interface, ``eth0``, as every SageMaker container has one).
     """
 
     command: tuple[str, ...]
@@ -64,6 +66,7 @@ class RunSpec:
     serve_port: int | None = None
     gpus: tuple[str, ...] = ()
     network: Any = None
+    own_network: bool = False
 
     @property
     def all_hosts(self) -> tuple[str, ...]:

@@ -20,10 +20,10 @@ MTU = 9001
 MAX_HOSTS = (1 << (32 - SUBNET_BITS)) - 2
 
 
-def needs_network(hosts: tuple[str, ...], mode: str) -> bool:
+def needs_network(hosts: tuple[str, ...], mode: str, *, asked: bool = False) -> bool:
     """Whether a job of ``hosts`` gets a private network under the ``job-network`` ``mode``
-    (:data:`smlocal.config.JOB_NETWORK_MODES`)."""
-    return len(hosts) > 1 or mode == "always"
+    (:data:`smlocal.config.JOB_NETWORK_MODES`); ``asked``: the job needs one even alone."""
+    return len(hosts) > 1 or mode == "always" or asked
 
 
 def host_address(index: int) -> str:

@@ -144,13 +144,15 @@ class ProcessBackend:
     @contextlib.contextmanager
     def job_network(self, specs: list[RunSpec]) -> Iterator[list[RunSpec]]:
         """The job's private network while its hosts run (see :mod:`jobnet`), when it needs one:
-        several hosts, or any job under ``job-network = "always"``; else ``specs`` unchanged.
+        several hosts, a host that asks for one (:attr:`RunSpec.own_network`), or any job under
+        ``job-network = "always"``; else ``specs`` unchanged.
 
         Raises:
             JobNetworkUnavailable: the network cannot be made here (the job's FailureReason).
         """
         hosts = specs[0].all_hosts if specs else ()
-        if not specs or not needs_network(hosts, self._policy.job_network):
+        if not specs or not needs_network(hosts, self._policy.job_network,
+                                          asked=any(spec.own_network for spec in specs)):
             yield specs
             return
         # smlocal's own endpoints (the policy's), never the job's environment: its request fills that

@@ -4,8 +4,8 @@ On AWS the image's toolkit runs mpirun on the first host and reaches the others 
 launch agent (``runtime/mpi_agent.py``) takes SSH's place on the job's private network. These
 tests run Open MPI's real ``mpirun`` with mpi4py ranks across hosts: an allreduce and a gather of
 every rank's host name, the toolkit's ``SM_*`` variables reaching the ranks (``mpirun -x``), a rank
-that raises failing the whole job with its error, and a machine without ``mpirun`` failing the job
-saying what to install. Without Open MPI or mpi4py the tests skip with the reason; under
+that raises failing the whole job with its error, a stopped job leaving no process behind, and a
+machine without ``mpirun`` failing the job saying what to install. Without Open MPI or mpi4py the tests skip with the reason; under
 ``SMLOCAL_CI=1`` (which installs both) they fail instead.
 """
 
@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import tarfile
 import textwrap
+import time
+import uuid
 
 import pytest
 
@@ -145,3 +148,48 @@ def test_mpi_modes_without_mpirun_fail_with_the_reason(client_env, tmp_path, dis
     job = estimator.latest_training_job.describe()
     assert job["TrainingJobStatus"] == "Failed"
     assert "no mpirun" in job["FailureReason"] and "openmpi-bin" in job["FailureReason"]
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Processes of this machine with ``marker`` in their environment (the sandboxes' are visible here):
+    every rank, Open MPI daemon, mpirun and launch agent of the job has the job's hyperparameter."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:  # it ended meanwhile
+        return b""
+
+
+def test_stopping_a_running_mpi_job_ends_every_rank_daemon_and_agent(client_env, mpi_runtime, tmp_path, sm):
+    marker = f"mpi-stop-{uuid.uuid4().hex[:8]}"
+    estimator = _estimator(tmp_path, instance_count=2, per_host=1, hyperparameters={"hold": marker})
+    (tmp_path / "src" / "train.py").write_text(TRAIN.replace(
+        "comm.Barrier()", "import time\ntime.sleep(600) if os.environ.get('SM_HP_HOLD') else None\ncomm.Barrier()"))
+    estimator.fit(wait=False)
+    name = estimator.latest_training_job.name
+    deadline = time.monotonic() + 60
+    while len([p for p in _processes_with(marker) if b"mpi4py" in _cmdline(p)]) < 2:
+        assert time.monotonic() < deadline, "the ranks did not start"
+        assert sm.describe_training_job(TrainingJobName=name)["TrainingJobStatus"] == "InProgress"
+        time.sleep(0.1)
+    sm.stop_training_job(TrainingJobName=name)
+    deadline = time.monotonic() + 60
+    while (job := sm.describe_training_job(TrainingJobName=name))["TrainingJobStatus"] in ("InProgress", "Stopping"):
+        assert time.monotonic() < deadline, "the job did not stop"
+        time.sleep(0.2)
+    assert job["TrainingJobStatus"] == "Stopped"
+    time.sleep(0.3)
+    assert _processes_with(marker) == []
+

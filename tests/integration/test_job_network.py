@@ -4,7 +4,8 @@ Each host of a multi-host job has its own network namespace on a bridge of the j
 its peers by name (``/etc/hosts``, ``hostname``), smlocal on the loopback port its environment
 names, and nothing else of the machine; with EnableNetworkIsolation only its peers. As a normal
 user too, where the kernel allows unprivileged user namespaces (else skipped with the reason,
-failing under ``SMLOCAL_CI=1``).
+failing under ``SMLOCAL_CI=1``): the three-host job and a two-host MPI job (the launch agent's
+workers bind port 22 without privilege).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import pytest
 from docker_images import unavailable
 
 from conftest import script_job, unique, upload_sourcedir, wait_for
+
+PYTORCH_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311"
 
 # every host listens on PORT, connects to each peer by name, says hello and reads the peer's token;
 # then tries each of PROBES (host:port) and reports; UPLOAD_BUCKET: the report goes to S3 from the job
@@ -395,22 +398,37 @@ def _python_for_nobody(folder: Path) -> str:
     return python
 
 
-def _server_argv(python: str, folder: Path, hosts: int, name: str, job_env: dict | None = None) -> list[str]:
+def _server_argv(python: str, folder: Path, hosts: int, name: str, job_env: dict | None = None, *,
+                 script: str = TALK, request: dict | None = None) -> list[str]:
     (folder / "runner.py").write_text(RUNNER)
-    (folder / "talk.py").write_text(TALK)
-    request = script_job(name, "placeholder", "s3://placeholder/x")
+    (folder / "talk.py").write_text(script)
+    request = request or script_job(name, "placeholder", "s3://placeholder/x")
     return [python, str(folder / "runner.py"), str(folder / "data"), str(hosts), str(folder / "talk.py"),
             json.dumps(request), json.dumps(job_env or {})]
 
 
-def _run_server(argv_prefix: list[str], python: str, folder: Path, hosts: int, env: dict) -> dict:
-    proc = subprocess.run([*argv_prefix, *_server_argv(python, folder, hosts, unique("netsrv"))],
-                          env=env, capture_output=True, text=True, timeout=300, cwd=folder)
+def _run_server(argv_prefix: list[str], python: str, folder: Path, hosts: int, env: dict, *, script: str = TALK,
+                request: dict | None = None) -> dict:
+    argv = _server_argv(python, folder, hosts, unique("netsrv"), script=script, request=request)
+    proc = subprocess.run([*argv_prefix, *argv], env=env, capture_output=True, text=True, timeout=300, cwd=folder)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.splitlines()[-1])
 
 
-def test_a_normal_user_runs_the_three_host_job():
+MPI_TALK = r'''
+import json, os, socket
+import boto3
+from mpi4py import MPI
+
+comm = MPI.COMM_WORLD
+total = comm.allreduce(comm.Get_rank() + 1)
+boto3.client("s3").put_object(Bucket=os.environ["UPLOAD_BUCKET"], Key=f"talk/{socket.gethostname()}.json",
+                              Body=json.dumps({"rank": comm.Get_rank(), "size": comm.Get_size(), "sum": total}))
+'''
+
+
+def _as_nobody(hosts: int, **job) -> dict:
+    """The job run by a server of uid 65534 (no privilege, no sbin on PATH)."""
     forbidden = _userns_forbidden()
     if forbidden:
         _unavailable(forbidden)
@@ -426,12 +444,28 @@ def test_a_normal_user_runs_the_three_host_job():
             os.chown(path, 65534, 65534)
         env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "SMLOCAL_RUNTIME_DIR": str(home / "run"),
                "TMPDIR": str(home), "SMLOCAL_AUTODETECT": "0"}  # no sbin on PATH, as for most users
-        outcome = _run_server(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], python, folder, 3,
-                              env)
-        assert outcome["status"] == "Completed", outcome["reason"]
-        _assert_talked(outcome["reports"], ["algo-1", "algo-2", "algo-3"], "nobody")
+        return _run_server(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], python, folder, hosts,
+                           env, **job)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_normal_user_runs_the_three_host_job():
+    outcome = _as_nobody(3)
+    assert outcome["status"] == "Completed", outcome["reason"]
+    _assert_talked(outcome["reports"], ["algo-1", "algo-2", "algo-3"], "nobody")
+
+
+def test_a_normal_user_runs_a_two_host_mpi_job():
+    """mpirun through the launch agent, whose workers bind port 22, without privilege."""
+    if shutil.which("mpirun") is None:
+        _unavailable("Open MPI is not installed (apt-get install openmpi-bin)")
+    request = script_job(unique("netmpi"), "placeholder", "s3://placeholder/x", hyperparameters={
+        "sagemaker_mpi_enabled": "true", "sagemaker_mpi_num_of_processes_per_host": "1"})
+    request["AlgorithmSpecification"]["TrainingImage"] = PYTORCH_IMAGE
+    outcome = _as_nobody(2, script=MPI_TALK, request=request)
+    assert outcome["status"] == "Completed", outcome["reason"]
+    assert outcome["reports"] == {f"algo-{r + 1}": {"rank": r, "size": 2, "sum": 3} for r in range(2)}
 
 
 def test_a_job_whose_network_cannot_be_made_fails_with_the_reason():

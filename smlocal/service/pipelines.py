@@ -313,17 +313,21 @@ class Pipelines:
                 log.warning("could not create the experiment/trial of %s: %s", info.arn, exc)
         services = StepServices(call=self.call_operation, read_s3=self._read_s3, sqs_send=self._sqs_send,
                                 callbacks=self, on_job=on_job, poll_seconds=self._poll)
+        started: list[ExecutionRun] = []
         recorder = ExecutionRecorder(self._store, EXECUTION, info.arn, info.pipeline_arn,
-                                     on_finish=lambda: self._forget(info.arn))
+                                     on_finish=lambda: self._forget(info.arn, started[0]))
         run = ExecutionRun(definition, info, values, services, recorder, max_parallel=max_parallel,
                            reuse=reuse, only=only)
+        started.append(run)
         with self._lock:
             self._runs[info.arn] = run
         run.start()
 
-    def _forget(self, arn: str) -> None:
+    def _forget(self, arn: str, run: ExecutionRun) -> None:
+        """``run`` has ended; a retry of the same execution may already have registered its own run."""
         with self._lock:
-            self._runs.pop(arn, None)
+            if self._runs.get(arn) is run:
+                del self._runs[arn]
 
     def _execution(self, arn: str | None) -> dict:
         doc = self._store.get(EXECUTION, arn) if arn else None

@@ -165,9 +165,11 @@ def test_retry_resumes_a_failed_execution_and_a_refused_call_shows_the_apis_erro
     assert page.get_attribute('svg.graph g.node[data-step="Last"]', "data-status") == "NotStarted"
     s3.put_object(Bucket=bucket, Key=gate, Body=b"open")  # the transient cause is gone
     page.click("button[data-action=retry]")
-    _node(page, "Last", "Executing")  # resumed: the failed step ran again, the page follows the next one
+    # resumed, and the page (which had stopped polling a Failed execution) follows it to the end without a
+    # reload; no transient state is awaited: under load one poll can outlast a step's few seconds of Executing
     _execution_status(page, "Succeeded")
-    _node(page, "Gated", "Succeeded")
+    for step in ("Good", "Gated", "Last"):
+        _node(page, step, "Succeeded")
     described = sm.describe_pipeline_execution(PipelineExecutionArn=clicked)
     assert described["PipelineExecutionStatus"] == "Succeeded" and "FailureReason" not in described
     assert {n: s["StepStatus"] for n, s in steps_of(sm, clicked).items()} == dict.fromkeys(

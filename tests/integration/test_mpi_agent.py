@@ -95,9 +95,18 @@ def test_a_caller_that_goes_away_ends_its_command(worker, agent_env, tmp_path):
     caller.send_signal(signal.SIGTERM)  # mpirun ends its launchers so
     caller.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z":
+    while _alive(pid):
         assert time.monotonic() < deadline, "the command outlived its caller"
         time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has ended; it may also vanish while being read)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def test_the_worker_ends_when_the_master_has_finished(agent_env):
